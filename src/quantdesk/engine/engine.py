@@ -1,0 +1,288 @@
+"""The trading engine: routes market data to strategies, signals to execution, fills to the portfolio.
+
+It is the same object in every mode; only the clock, the feed and the venue
+given to it differ. It is synchronous and does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from quantdesk.bus import MessageBus
+from quantdesk.clock import Clock
+from quantdesk.execution import EventLog, OrderManager
+from quantdesk.model import (
+    Account,
+    Bar,
+    ExitSignal,
+    Fill,
+    Instrument,
+    Order,
+    Quote,
+    Signal,
+    Tick,
+)
+from quantdesk.portfolio import Portfolio
+from quantdesk.strategies import Strategy
+from quantdesk.venues.base import Venue
+
+_ZERO = Decimal(0)
+_DAY_NS = 86_400_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SignalBlocked:
+    """A signal that did not become an order, and why (published on the bus, counted in results)."""
+
+    signal: Signal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Engine settings: the default order quantity when neither signal nor sizer gives one."""
+
+    default_qty: Decimal = Decimal(1)
+    account_currency: str = "USD"
+    timezone: str = "UTC"
+
+
+class Engine:
+    """Wires strategies, execution and the portfolio around one clock, bus and venue.
+
+    Positions are tracked per strategy and symbol, so two strategies on one
+    symbol never close each other's trades.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        bus: MessageBus,
+        venue: Venue,
+        instruments: dict[str, Instrument],
+        cash: Decimal,
+        config: EngineConfig | None = None,
+        event_log: EventLog | None = None,
+        minutes_to_close: Callable[[int], float | None] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.bus = bus
+        self.instruments = instruments
+        self.event_log = event_log or EventLog()
+        self.portfolio = Portfolio(instruments, Account(self.config.account_currency, cash))
+        self.orders = OrderManager(
+            venue,
+            instruments,
+            clock,
+            self.event_log,
+            on_fill=self._on_fill,
+            on_order_update=self._on_order_update,
+        )
+        self._strategies: list[Strategy] = []
+        self._bar_handlers: dict[str, list[Callable[[Bar], None]]] = {}
+        self._tick_handlers: dict[str, list[Callable[[Tick], None]]] = {}
+        self._quote_handlers: dict[str, list[Callable[[Quote], None]]] = {}
+        self._by_id: dict[tuple[str, str], Strategy] = {}
+        self._strategy_qty: dict[tuple[str, str], Decimal] = {}
+        self.last_bar: dict[str, Bar] = {}
+        self._minutes_to_close = minutes_to_close
+        self._tz = ZoneInfo(self.config.timezone)
+        self._session_cache: dict[int, int] = {}
+        self.signals = 0
+        self.blocked: dict[str, int] = {}
+        self._signal_hook: Callable[[Signal], None] = self._execute_signal
+        self._publish_signals = False
+        self._publish_bars = False
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def add_strategy(self, strategy: Strategy) -> None:
+        instrument = self.instruments.get(strategy.symbol)
+        if instrument is None:
+            known = ", ".join(sorted(self.instruments))
+            raise KeyError(f"strategy {strategy.name}: unknown symbol {strategy.symbol!r} ({known})")
+        strategy.bind(self, self.clock, instrument)
+        key = (strategy.id, strategy.symbol)
+        if key in self._by_id:
+            raise ValueError(f"strategy {strategy.id} already trades {strategy.symbol}")
+        self._by_id[key] = strategy
+        self._strategies.append(strategy)
+        cls = type(strategy)
+        # Only callbacks a strategy overrides are dispatched: nothing is sent to nobody.
+        if cls.on_bar is not Strategy.on_bar:
+            self._bar_handlers.setdefault(strategy.symbol, []).append(strategy.on_bar)
+        if cls.on_tick is not Strategy.on_tick:
+            self._tick_handlers.setdefault(strategy.symbol, []).append(strategy.on_tick)
+        if cls.on_quote is not Strategy.on_quote:
+            self._quote_handlers.setdefault(strategy.symbol, []).append(strategy.on_quote)
+
+    def set_signal_pipeline(self, pipeline: Callable[[Signal], None]) -> None:
+        """Put ranking, risk and sizing between strategies and execution (the trading pipeline)."""
+        self._signal_hook = pipeline
+
+    def start(self) -> None:
+        self._publish_signals = self.bus.has_subscribers(Signal)
+        self._publish_bars = self.bus.has_subscribers(Bar)
+        for strategy in self._strategies:
+            strategy.on_start()
+
+    def stop(self) -> None:
+        for strategy in self._strategies:
+            strategy.on_stop()
+
+    @property
+    def strategies(self) -> list[Strategy]:
+        return list(self._strategies)
+
+    # -- market data ------------------------------------------------------------------------------
+
+    def on_bar(self, bar: Bar) -> None:
+        self.last_bar[bar.symbol] = bar
+        if self._publish_bars:
+            self.bus.publish(bar)
+        handlers = self._bar_handlers.get(bar.symbol)
+        if handlers:
+            for handler in handlers:
+                handler(bar)
+
+    def on_tick(self, tick: Tick) -> None:
+        for handler in self._tick_handlers.get(tick.symbol, ()):
+            handler(tick)
+
+    def on_quote(self, quote: Quote) -> None:
+        for handler in self._quote_handlers.get(quote.symbol, ()):
+            handler(quote)
+
+    # -- StrategyContext ----------------------------------------------------------------------
+
+    def submit_signal(self, signal: Signal) -> None:
+        self.signals += 1
+        self.event_log.record(
+            "signal",
+            strategy=signal.strategy,
+            symbol=signal.symbol,
+            side=signal.side.value,
+            entry=signal.entry,
+            stop=signal.stop,
+            targets=",".join(map(str, signal.targets)),
+            qty=signal.qty,
+            ts=signal.ts,
+        )
+        if self._publish_signals:
+            self.bus.publish(signal)
+        self._signal_hook(signal)
+
+    def submit_exit(self, signal: ExitSignal) -> None:
+        self.event_log.record(
+            "exit_signal",
+            strategy=signal.strategy,
+            symbol=signal.symbol,
+            reason=signal.reason,
+            ts=signal.ts,
+        )
+        qty = self._strategy_qty.get((signal.strategy, signal.symbol), _ZERO)
+        self.orders.exit(signal.strategy, signal.symbol, qty, signal.reason)
+
+    def position_qty(self, strategy: str, symbol: str) -> Decimal:
+        return self._strategy_qty.get((strategy, symbol), _ZERO)
+
+    def session_key(self, ts: int) -> int:
+        """The local calendar day (days since epoch in the engine's time zone) of `ts`."""
+        utc_day = ts // _DAY_NS
+        offset = self._session_cache.get(utc_day)
+        if offset is None:
+            moment = datetime.fromtimestamp(utc_day * 86_400 + 43_200, tz=self._tz)
+            delta = moment.utcoffset() or timedelta(0)
+            offset = int(delta.total_seconds() * 1_000_000_000)
+            self._session_cache[utc_day] = offset
+        return (ts + offset) // _DAY_NS
+
+    def minutes_to_close(self, ts: int) -> float | None:
+        return self._minutes_to_close(ts) if self._minutes_to_close is not None else None
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def block(self, signal: Signal, reason: str) -> None:
+        """Record that `signal` will not be executed (used by the pipeline and by bad input)."""
+        self.blocked[reason] = self.blocked.get(reason, 0) + 1
+        self.event_log.record(
+            "blocked", strategy=signal.strategy, symbol=signal.symbol, reason=reason, ts=signal.ts
+        )
+        if self.bus.has_subscribers(SignalBlocked):
+            self.bus.publish(SignalBlocked(signal, reason))
+
+    def _execute_signal(self, signal: Signal) -> None:
+        """The core engine's default pipeline: the signal's own quantity, or the default."""
+        reason = self.signal_problem(signal)
+        if reason:
+            self.block(signal, reason)
+            return
+        instrument = self.instruments[signal.symbol]
+        qty = instrument.round_qty(signal.qty if signal.qty is not None else self.config.default_qty)
+        if qty <= 0:
+            self.block(signal, "quantity rounds to zero lots")
+            return
+        self.execute(signal, qty)
+
+    def execute(self, signal: Signal, qty: Decimal) -> Order:
+        """Send the entry for an approved, sized signal."""
+        return self.orders.enter(
+            signal.strategy,
+            signal.symbol,
+            signal.side,
+            qty,
+            entry=signal.entry,
+            stop=signal.stop,
+            target=signal.targets[0] if signal.targets else None,
+        )
+
+    def signal_problem(self, signal: Signal) -> str:
+        """Why a signal is malformed (stop on the wrong side, NaN prices, unknown symbol), or ''."""
+        if signal.symbol not in self.instruments:
+            return f"unknown symbol {signal.symbol}"
+        for name, value in (("entry", signal.entry), ("stop", signal.stop), ("qty", signal.qty)):
+            if value is not None and (not value.is_finite() or value <= 0):
+                return f"{name} must be a positive number, got {value}"
+        for target in signal.targets:
+            if not target.is_finite() or target <= 0:
+                return f"target must be a positive number, got {target}"
+        reference = signal.entry
+        if reference is None:
+            last = self.last_bar.get(signal.symbol)
+            reference = Decimal(repr(last.close)) if last is not None else None
+        if reference is not None and signal.stop is not None:
+            wrong = signal.stop >= reference if signal.side.sign > 0 else signal.stop <= reference
+            if wrong:
+                return f"stop {signal.stop} is on the wrong side of entry {reference}"
+        return ""
+
+    def _on_fill(self, order: Order, fill: Fill) -> None:
+        self.portfolio.apply_fill(fill)
+        strategy_id = self.orders.strategy_of(order.client_order_id)
+        key = (strategy_id, fill.symbol)
+        self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+        strategy = self._by_id.get(key)
+        if strategy is not None:
+            strategy.on_fill(order, fill)
+        if self.bus.has_subscribers(Fill):
+            self.bus.publish(fill)
+
+    def _on_order_update(self, order: Order) -> None:
+        strategy = self._by_id.get((self.orders.strategy_of(order.client_order_id), order.symbol))
+        if strategy is not None:
+            strategy.on_order_update(order)
+        if self.bus.has_subscribers(Order):
+            self.bus.publish(order)
+
+    def marks(self) -> dict[str, Decimal]:
+        """The last close of every symbol as an exact price."""
+        return {symbol: self.instruments[symbol].price(bar.close) for symbol, bar in self.last_bar.items()}
+
+    def open_strategy_positions(self) -> Iterable[tuple[str, str, Decimal]]:
+        return [(s, sym, q) for (s, sym), q in self._strategy_qty.items() if q != 0]

@@ -1,0 +1,26 @@
+"""Account: cash in one currency, moved only by fills and their fees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from quantdesk.model.fill import Fill
+
+
+@dataclass(slots=True)
+class Account:
+    """A cash account: buying spends cash, selling (or shorting) adds it, fees always cost."""
+
+    currency: str
+    cash: Decimal
+    starting_cash: Decimal = Decimal(0)
+    fees_paid: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if self.starting_cash == 0:
+            self.starting_cash = self.cash
+
+    def apply(self, fill: Fill, multiplier: Decimal) -> None:
+        self.cash -= fill.signed_qty * fill.price * multiplier + fill.fee
+        self.fees_paid += fill.fee

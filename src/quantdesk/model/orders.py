@@ -1,0 +1,114 @@
+"""Order: an order's identity, terms and life cycle, moved only through a transition table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from quantdesk.model.enums import OrderStatus, OrderType, Side, TimeInForce
+
+S = OrderStatus
+
+# Every legal move. A cancel that the venue refuses returns PENDING_CANCEL to a
+# working state, and a fill may race a cancel, so those edges exist on purpose.
+_WORKING = {S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED}
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.INITIALIZED: frozenset({S.PENDING_SUBMIT, S.REJECTED}),
+    S.PENDING_SUBMIT: frozenset({S.SUBMITTED, S.REJECTED, S.UNKNOWN}),
+    S.SUBMITTED: frozenset(
+        {
+            S.ACCEPTED,
+            S.REJECTED,
+            S.UNKNOWN,
+            S.TRIGGERED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.CANCELED,
+            S.EXPIRED,
+        }
+    ),
+    S.UNKNOWN: frozenset(
+        {S.ACCEPTED, S.REJECTED, S.TRIGGERED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}
+    ),
+    S.ACCEPTED: frozenset(
+        {S.TRIGGERED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}
+    ),
+    S.TRIGGERED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PENDING_CANCEL: frozenset({S.CANCELED, S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED} | _WORKING),
+    S.FILLED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """An order was asked to move to a state its current state cannot reach: a bug, never a refusal."""
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """One order, from creation to a terminal state.
+
+    Terms (side, type, quantity, prices) are fixed at creation; status, filled
+    quantity and average price change only through `transition` and `apply_fill`.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    tag: str = ""
+    ts_created: int = 0
+    status: OrderStatus = OrderStatus.INITIALIZED
+    venue_order_id: str = ""
+    filled_qty: Decimal = field(default_factory=Decimal)
+    avg_fill_price: Decimal = field(default_factory=Decimal)
+    fees: Decimal = field(default_factory=Decimal)
+    reason: str = ""
+    ts_last: int = 0
+
+    @property
+    def leaves_qty(self) -> Decimal:
+        return self.qty - self.filled_qty
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+    def can_transition(self, status: OrderStatus) -> bool:
+        return status in TRANSITIONS[self.status]
+
+    def transition(self, status: OrderStatus, ts: int, reason: str = "") -> None:
+        """Move to `status`, or raise `IllegalTransition` naming both states."""
+        if status not in TRANSITIONS[self.status]:
+            raise IllegalTransition(
+                f"order {self.client_order_id}: {self.status.value} -> {status.value} is not allowed"
+            )
+        self.status = status
+        self.ts_last = ts
+        if reason:
+            self.reason = reason
+
+    def apply_fill(self, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> None:
+        """Record an execution: quantity, volume-weighted average price, fees and the new status."""
+        if qty <= 0:
+            raise ValueError(f"order {self.client_order_id}: fill quantity must be positive")
+        if qty > self.leaves_qty:
+            raise IllegalTransition(
+                f"order {self.client_order_id}: fill of {qty} exceeds leaves {self.leaves_qty}"
+            )
+        new_filled = self.filled_qty + qty
+        self.avg_fill_price = (self.avg_fill_price * self.filled_qty + price * qty) / new_filled
+        self.filled_qty = new_filled
+        self.fees += fee
+        self.transition(OrderStatus.FILLED if new_filled == self.qty else OrderStatus.PARTIALLY_FILLED, ts)

@@ -1,0 +1,1 @@
+"""Venues: the `Venue` interface, the simulated exchange and (later) broker adapters."""

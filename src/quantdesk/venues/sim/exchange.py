@@ -1,0 +1,409 @@
+"""The simulated exchange: accepts, rejects, matches and fills orders against market data.
+
+It keeps its own account and positions, as a broker does, so insufficient cash
+is refused here and reconciliation later has a venue-side truth to compare with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from quantdesk.model import (
+    Bar,
+    Fill,
+    Instrument,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderTriggered,
+    OrderType,
+    Quote,
+    Side,
+    Tick,
+    TimeInForce,
+)
+from quantdesk.venues.base import VenueCapabilities, VenueListener
+from quantdesk.venues.sim.config import FillAt, LimitFill, SimVenueConfig
+from quantdesk.venues.sim.fees import FeeModel, NoFees
+from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match_on_price
+
+SessionKey = Callable[[int], object]
+
+
+@dataclass(slots=True)
+class _Resting:
+    """The venue's own copy of a working order (the engine's Order is never touched here)."""
+
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    leaves: Decimal
+    limit: float | None
+    stop: float | None
+    limit_dec: Decimal | None
+    stop_dec: Decimal | None
+    tif: TimeInForce
+    eligible_ts: int
+    session: object
+    sequence: int
+    triggered: bool = False
+
+
+def _utc_day(ts: int) -> int:
+    return ts // 86_400_000_000_000
+
+
+class SimulatedExchange:
+    """Matches orders on bars (with the intrabar path of `matching.py`), ticks and quotes.
+
+    Example::
+
+        venue = SimulatedExchange({"AAPL": aapl}, cash=Decimal(100_000))
+        venue.connect(engine_execution)
+        venue.on_bar(bar)        # before strategies see the bar: fills at its open
+        venue.on_bar_close(bar)  # after them: fills market orders at the close if fill_at=close
+    """
+
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        *,
+        cash: Decimal,
+        currency: str = "USD",
+        config: SimVenueConfig | None = None,
+        fee_model: FeeModel | None = None,
+        session_key: SessionKey | None = None,
+        is_open: Callable[[int], bool] | None = None,
+        clock_ns: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self._instruments = instruments
+        self.config = config or SimVenueConfig()
+        self._fees = fee_model or NoFees()
+        self._session_key = session_key or _utc_day
+        self._is_open = is_open
+        self._now = clock_ns
+        self.cash = Decimal(cash)
+        self.currency = currency
+        self.positions: dict[str, Decimal] = {}
+        self._listener: VenueListener | None = None
+        self._resting: dict[str, list[_Resting]] = {}
+        self._by_id: dict[str, _Resting] = {}
+        self._seen_ids: set[str] = set()
+        self._last_price: dict[str, float] = {}
+        self._price_source: Mapping[str, Bar] = {}
+        self._sequence = 0
+        self._execution_sequence = 0
+        self._latency_ns = int(self.config.latency_ms * 1_000_000)
+        self._through = self.config.limit_fill is LimitFill.THROUGH
+        self._fill_at_close = self.config.fill_at is FillAt.CLOSE
+        self._capabilities = VenueCapabilities(name="SIM")
+
+    # -- Venue interface ----------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> VenueCapabilities:
+        return self._capabilities
+
+    def connect(self, listener: VenueListener) -> None:
+        self._listener = listener
+
+    def submit_order(self, order: Order) -> None:
+        """Accept or reject `order` at once; fills come with later market data."""
+        now = self._now()
+        reason = self._refusal(order, now)
+        if reason:
+            self._emit(OrderRejected(order.client_order_id, now, reason))
+            return
+        self._seen_ids.add(order.client_order_id)
+        self._sequence += 1
+        resting = _Resting(
+            client_order_id=order.client_order_id,
+            venue_order_id=f"SIM-{self._sequence}",
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            leaves=order.qty,
+            limit=float(order.price) if order.price is not None else None,
+            stop=float(order.stop_price) if order.stop_price is not None else None,
+            limit_dec=order.price,
+            stop_dec=order.stop_price,
+            tif=order.time_in_force,
+            eligible_ts=now + self._latency_ns,
+            session=self._session_key(now),
+            sequence=self._sequence,
+        )
+        self._resting.setdefault(order.symbol, []).append(resting)
+        self._by_id[order.client_order_id] = resting
+        self._emit(OrderAccepted(order.client_order_id, resting.venue_order_id, now))
+
+    def cancel_order(self, client_order_id: str) -> None:
+        resting = self._by_id.get(client_order_id)
+        if resting is None:
+            return  # Already terminal at the venue: nothing to cancel, as a broker would answer.
+        self._remove(resting)
+        self._emit(OrderCanceled(client_order_id, self._now(), "canceled by request"))
+
+    # -- queries a broker also answers ----------------------------------------------------------
+
+    def open_order_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def has_working_orders(self) -> bool:
+        return bool(self._by_id)
+
+    def working_index(self) -> Mapping[str, object]:
+        """A live, read-only view that is truthy while any order works: lets a feed loop skip
+        the exchange on bars where it has nothing to do."""
+        return self._by_id
+
+    def set_price_source(self, last_bars: Mapping[str, Bar]) -> None:
+        """Where to read the last price for checking a market order's cost (the feed's last bars)."""
+        self._price_source = last_bars
+
+    # -- market data ----------------------------------------------------------------------------
+
+    def on_bar(self, bar: Bar) -> None:
+        """Match working orders of the bar's symbol along its path, at the bar's open onwards."""
+        book = self._resting.get(bar.symbol)
+        if book:
+            self._match_bar(bar, book)
+
+    def on_bar_close(self, bar: Bar) -> None:
+        """After strategies saw the bar: fill market orders at its close when `fill_at=close`."""
+        if not self._fill_at_close:
+            return
+        book = self._resting.get(bar.symbol)
+        if not book:
+            return
+        ts = bar.ts_event
+        for resting in [r for r in book if r.order_type is OrderType.MARKET]:
+            if resting.eligible_ts <= ts:
+                self._fill(resting, resting.leaves, bar.close, ts, slip=True)
+
+    def on_tick(self, tick: Tick) -> None:
+        self._last_price[tick.symbol] = tick.price
+        book = self._resting.get(tick.symbol)
+        if book:
+            self._match_price(tick.symbol, book, tick.price, tick.price, tick.ts_event, None)
+
+    def on_quote(self, quote: Quote) -> None:
+        self._last_price[quote.symbol] = (quote.bid + quote.ask) / 2.0
+        book = self._resting.get(quote.symbol)
+        if book:
+            self._match_price(
+                quote.symbol,
+                book,
+                quote.ask,
+                quote.bid,
+                quote.ts_event,
+                (quote.ask_size, quote.bid_size),
+            )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _refusal(self, order: Order, now: int) -> str:
+        instrument = self._instruments.get(order.symbol)
+        if instrument is None:
+            return f"unknown symbol {order.symbol}"
+        if order.client_order_id in self._seen_ids:
+            return f"duplicate client order id {order.client_order_id}"
+        price = order.price if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        check = instrument.validate_order(order.qty, price, order.side)
+        if not check:
+            return check.reason
+        if order.stop_price is not None:
+            stop_check = instrument.validate_order(order.qty, order.stop_price, order.side)
+            if not stop_check:
+                return stop_check.reason.replace("price", "stop price", 1)
+        if self.config.enforce_session and self._is_open is not None and not self._is_open(now):
+            return f"{order.symbol}: outside the trading session"
+        position = self.positions.get(order.symbol, Decimal(0))
+        if order.side is Side.SELL and not self.config.allow_short:
+            pending = sum(
+                (r.leaves for r in self._resting.get(order.symbol, ()) if r.side is Side.SELL),
+                Decimal(0),
+            )
+            if order.qty + pending > position:
+                return f"{order.symbol}: insufficient position to sell {order.qty} (short selling off)"
+        if order.side is Side.BUY and self.config.check_cash and position >= 0:
+            reference = order.price or order.stop_price
+            if reference is None:
+                last = self._last_price.get(order.symbol)
+                bar = self._price_source.get(order.symbol)
+                if bar is not None:
+                    last = bar.close
+                reference = instrument.price(last) if last is not None else None
+            if reference is not None:
+                cost = order.qty * reference * instrument.multiplier
+                cost += cost * self.config.cash_buffer
+                if cost > self.cash:
+                    return (
+                        f"{order.symbol}: insufficient cash: needs {cost:.2f} {self.currency}, "
+                        f"has {self.cash:.2f}"
+                    )
+        return ""
+
+    def _expire_stale(self, book: list[_Resting], ts: int) -> None:
+        session = None
+        for resting in list(book):
+            if resting.tif is TimeInForce.DAY:
+                if session is None:
+                    session = self._session_key(ts)
+                if resting.session != session:
+                    self._remove(resting)
+                    self._emit(OrderExpired(resting.client_order_id, ts, "DAY order: session ended"))
+
+    def _match_bar(self, bar: Bar, book: list[_Resting]) -> None:
+        ts = bar.ts_event
+        self._expire_stale(book, ts)
+        path = bar_path(bar.open, bar.high, bar.low, bar.close)
+        hits: list[tuple[float, int, PathHit | None, _Resting]] = []
+        for resting in book:
+            if resting.eligible_ts > ts:
+                continue
+            hit = match_on_bar(
+                resting.order_type,
+                resting.side,
+                resting.limit,
+                resting.stop,
+                resting.triggered,
+                path,
+                through=self._through,
+            )
+            if hit is not None:
+                hits.append((hit.position, resting.sequence, hit, resting))
+            elif resting.tif is TimeInForce.IOC:
+                hits.append((9.0, resting.sequence, None, resting))
+        if not hits:
+            return
+        hits.sort(key=lambda item: (item[0], item[1]))
+        capacity = self._volume_capacity(bar)
+        for _, _, hit, resting in hits:
+            if resting.client_order_id not in self._by_id:
+                continue  # canceled by a fill earlier on this bar (an OCO sibling)
+            if hit is None:
+                self._cancel_ioc(resting, ts)
+                continue
+            if hit.triggered_only:
+                if not resting.triggered:
+                    resting.triggered = True
+                    self._emit(OrderTriggered(resting.client_order_id, ts))
+                continue
+            if resting.order_type is OrderType.STOP_LIMIT and not resting.triggered:
+                resting.triggered = True
+                self._emit(OrderTriggered(resting.client_order_id, ts))
+            qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
+            if qty > 0:
+                slip = resting.order_type in (OrderType.MARKET, OrderType.STOP)
+                self._fill(resting, qty, hit.price, ts, slip=slip)
+                if capacity is not None:
+                    capacity -= qty
+            if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
+                self._cancel_ioc(resting, ts)
+
+    def _volume_capacity(self, bar: Bar) -> Decimal | None:
+        share = self.config.max_volume_share
+        if share is None:
+            return None
+        instrument = self._instruments[bar.symbol]
+        return instrument.round_qty(Decimal(repr(bar.volume * share)))
+
+    def _match_price(
+        self,
+        symbol: str,
+        book: list[_Resting],
+        buy_price: float,
+        sell_price: float,
+        ts: int,
+        sizes: tuple[float, float] | None,
+    ) -> None:
+        self._expire_stale(book, ts)
+        for resting in sorted(book, key=lambda r: r.sequence):
+            if resting.eligible_ts > ts or resting.client_order_id not in self._by_id:
+                continue
+            was_triggered = resting.triggered
+            price, triggered = match_on_price(
+                resting.order_type,
+                resting.side,
+                resting.limit,
+                resting.stop,
+                resting.triggered,
+                buy_price,
+                sell_price,
+                through=self._through,
+            )
+            if triggered and not was_triggered:
+                resting.triggered = True
+                if resting.order_type is OrderType.STOP_LIMIT:
+                    self._emit(OrderTriggered(resting.client_order_id, ts))
+            if price is None:
+                if resting.tif is TimeInForce.IOC:
+                    self._cancel_ioc(resting, ts)
+                continue
+            qty = resting.leaves
+            if sizes is not None:
+                available = sizes[0] if resting.side is Side.BUY else sizes[1]
+                qty = min(qty, self._instruments[symbol].round_qty(Decimal(repr(available))))
+            if qty > 0:
+                slip = resting.order_type in (OrderType.MARKET, OrderType.STOP)
+                self._fill(resting, qty, price, ts, slip=slip)
+            if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
+                self._cancel_ioc(resting, ts)
+
+    def _cancel_ioc(self, resting: _Resting, ts: int) -> None:
+        self._remove(resting)
+        self._emit(OrderCanceled(resting.client_order_id, ts, "IOC: unfilled remainder canceled"))
+
+    def _fill(self, resting: _Resting, qty: Decimal, raw_price: float, ts: int, *, slip: bool) -> None:
+        instrument = self._instruments[resting.symbol]
+        if resting.limit_dec is not None and raw_price == resting.limit:
+            price = resting.limit_dec
+        elif resting.stop_dec is not None and raw_price == resting.stop:
+            price = resting.stop_dec
+        else:
+            price = instrument.price_from_float(raw_price)
+        if slip and self.config.slippage_ticks:
+            offset = instrument.tick_size * self.config.slippage_ticks
+            price = price + offset if resting.side is Side.BUY else max(price - offset, instrument.tick_size)
+        fee = self._fees.fee_for_fill(instrument, resting.side, qty, price, resting.client_order_id)
+        signed = qty if resting.side is Side.BUY else -qty
+        self.cash -= signed * price * instrument.multiplier + fee
+        self.positions[resting.symbol] = self.positions.get(resting.symbol, Decimal(0)) + signed
+        resting.leaves -= qty
+        if resting.leaves == 0:
+            self._remove(resting)
+        self._execution_sequence += 1
+        fill = Fill(
+            execution_id=f"SIM-E{self._execution_sequence}",
+            client_order_id=resting.client_order_id,
+            venue_order_id=resting.venue_order_id,
+            symbol=resting.symbol,
+            side=resting.side,
+            qty=qty,
+            price=price,
+            fee=fee,
+            ts_event=ts,
+            ts_init=ts,
+        )
+        self._emit(OrderFilled(fill))
+
+    def _remove(self, resting: _Resting) -> None:
+        self._by_id.pop(resting.client_order_id, None)
+        self._fees.forget_order(resting.client_order_id)
+        book = self._resting.get(resting.symbol)
+        if book is not None and resting in book:
+            book.remove(resting)
+            if not book:
+                del self._resting[resting.symbol]
+
+    def _emit(self, event: OrderEvent) -> None:
+        if self._listener is not None:
+            self._listener.on_order_event(event)
