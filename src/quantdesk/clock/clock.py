@@ -63,7 +63,8 @@ class Clock:
     def cancel(self, name: str) -> int:
         """Cancel every alarm and timer called `name`; return how many were removed."""
         before = len(self._alarms)
-        self._alarms = [alarm for alarm in self._alarms if alarm[2] != name]
+        # In place: feed loops hold a reference to this list to test it cheaply.
+        self._alarms[:] = [alarm for alarm in self._alarms if alarm[2] != name]
         heapq.heapify(self._alarms)
         return before - len(self._alarms)
 
@@ -114,6 +115,11 @@ class SimulatedClock(Clock):
             fired = self._fire_due(ts, self._set_now)
         self._now = ts
         return fired
+
+    def pending_alarms(self) -> list[tuple[int, int, str, TimeCallback, int, int | None]]:
+        """The live alarm heap (read-only by contract): a feed loop tests `heap and heap[0][0] <= t`
+        to call `advance_to` only when an alarm is due, and otherwise moves time with `set_time`."""
+        return self._alarms
 
     def advance(self, delta_ns: int) -> int:
         return self.advance_to(self._now + delta_ns)

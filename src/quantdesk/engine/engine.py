@@ -151,6 +151,29 @@ class Engine:
             for handler in handlers:
                 handler(bar)
 
+    def bar_dispatcher(self, symbol: str) -> Callable[[Bar], None]:
+        """The cheapest callable doing what `on_bar` does for `symbol`; a feed calls it per bar.
+
+        Valid until strategies or bus subscriptions change (the feed asks after `start`).
+        """
+        handlers = self._bar_handlers.get(symbol, [])
+        if self._publish_bars or len(handlers) > 1:
+            return self.on_bar
+        last_bar = self.last_bar
+        if not handlers:
+
+            def remember(bar: Bar) -> None:
+                last_bar[symbol] = bar
+
+            return remember
+        handler = handlers[0]
+
+        def dispatch(bar: Bar) -> None:
+            last_bar[symbol] = bar
+            handler(bar)
+
+        return dispatch
+
     def on_tick(self, tick: Tick) -> None:
         for handler in self._tick_handlers.get(tick.symbol, ()):
             handler(tick)
@@ -164,28 +187,15 @@ class Engine:
     def submit_signal(self, signal: Signal) -> None:
         self.signals += 1
         self.event_log.record(
-            "signal",
-            strategy=signal.strategy,
-            symbol=signal.symbol,
-            side=signal.side.value,
-            entry=signal.entry,
-            stop=signal.stop,
-            targets=",".join(map(str, signal.targets)),
-            qty=signal.qty,
-            ts=signal.ts,
+            f"signal {signal.strategy} {signal.symbol} {signal.side.value} {signal.entry} "
+            f"{signal.stop} {','.join(map(str, signal.targets))} {signal.qty} {signal.ts}"
         )
         if self._publish_signals:
             self.bus.publish(signal)
         self._signal_hook(signal)
 
     def submit_exit(self, signal: ExitSignal) -> None:
-        self.event_log.record(
-            "exit_signal",
-            strategy=signal.strategy,
-            symbol=signal.symbol,
-            reason=signal.reason,
-            ts=signal.ts,
-        )
+        self.event_log.record(f"exit_signal {signal.strategy} {signal.symbol} {signal.ts} {signal.reason}")
         qty = self._strategy_qty.get((signal.strategy, signal.symbol), _ZERO)
         self.orders.exit(signal.strategy, signal.symbol, qty, signal.reason)
 
@@ -211,9 +221,7 @@ class Engine:
     def block(self, signal: Signal, reason: str) -> None:
         """Record that `signal` will not be executed (used by the pipeline and by bad input)."""
         self.blocked[reason] = self.blocked.get(reason, 0) + 1
-        self.event_log.record(
-            "blocked", strategy=signal.strategy, symbol=signal.symbol, reason=reason, ts=signal.ts
-        )
+        self.event_log.record(f"blocked {signal.strategy} {signal.symbol} {signal.ts} {reason}")
         if self.bus.has_subscribers(SignalBlocked):
             self.bus.publish(SignalBlocked(signal, reason))
 

@@ -161,7 +161,7 @@ class OrderManager:
     def on_order_event(self, event: OrderEvent) -> None:
         order = self.orders.get(event.client_order_id)
         if order is None:
-            self._log.record("unknown_order_event", id=event.client_order_id)
+            self._log.record(f"unknown_order_event {event.client_order_id}")
             return
         if isinstance(event, OrderFilled):
             self._handle_fill(order, event.fill)
@@ -172,20 +172,20 @@ class OrderManager:
             if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
                 order.venue_order_id = event.venue_order_id
                 order.transition(OrderStatus.ACCEPTED, event.ts_event)
-                self._log.record("accepted", id=order.client_order_id, ts=event.ts_event)
+                self._log.record(f"accepted {order.client_order_id} {event.ts_event}")
         elif isinstance(event, OrderTriggered):
             if order.can_transition(OrderStatus.TRIGGERED):
                 order.transition(OrderStatus.TRIGGERED, event.ts_event)
         elif isinstance(event, OrderRejected):
             order.transition(OrderStatus.REJECTED, event.ts_event, event.reason)
-            self._log.record("rejected", id=order.client_order_id, reason=event.reason)
+            self._log.record(f"rejected {order.client_order_id} {event.ts_event} {event.reason}")
             self._on_child_gone(order)
         elif isinstance(event, OrderCanceled):
             order.transition(OrderStatus.CANCELED, event.ts_event, event.reason)
-            self._log.record("canceled", id=order.client_order_id, ts=event.ts_event)
+            self._log.record(f"canceled {order.client_order_id} {event.ts_event}")
         elif isinstance(event, OrderExpired):
             order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
-            self._log.record("expired", id=order.client_order_id, ts=event.ts_event)
+            self._log.record(f"expired {order.client_order_id} {event.ts_event}")
         self._on_order_update(order)
 
     # -- internals ----------------------------------------------------------------------------
@@ -226,20 +226,12 @@ class OrderManager:
         now = self._clock.now_ns()
         check = self._instruments[order.symbol].validate_order(order.qty, order.price, order.side)
         self._log.record(
-            "submit",
-            id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side.value,
-            type=order.order_type.value,
-            qty=str(order.qty),
-            price=str(order.price),
-            stop=str(order.stop_price),
-            tag=order.tag,
-            ts=now,
+            f"submit {order.client_order_id} {order.symbol} {order.side.value} "
+            f"{order.order_type.value} {order.qty} {order.price} {order.stop_price} {order.tag} {now}"
         )
         if not check:
             order.transition(OrderStatus.REJECTED, now, check.reason)
-            self._log.record("rejected", id=order.client_order_id, reason=check.reason)
+            self._log.record(f"rejected {order.client_order_id} {now} {check.reason}")
             self._on_order_update(order)
             return
         order.transition(OrderStatus.PENDING_SUBMIT, now)
@@ -252,13 +244,8 @@ class OrderManager:
         self._execution_ids.add(fill.execution_id)
         order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         self._log.record(
-            "fill",
-            id=order.client_order_id,
-            exec=fill.execution_id,
-            qty=str(fill.qty),
-            price=str(fill.price),
-            fee=str(fill.fee),
-            ts=fill.ts_event,
+            f"fill {order.client_order_id} {fill.execution_id} {fill.qty} {fill.price} "
+            f"{fill.fee} {fill.ts_event}"
         )
         self._on_fill(order, fill)
         bracket = self._bracket_of.get(order.client_order_id)
@@ -355,7 +342,7 @@ class OrderManager:
             return
         if order.client_order_id == bracket.stop_id:
             # A refused stop must not leave a naked position: close it at market.
-            self._log.record("stop_rejected_flatten", id=order.client_order_id)
+            self._log.record(f"stop_rejected_flatten {order.client_order_id}")
             filled = self.orders[bracket.entry_id].filled_qty
             self._close_bracket(bracket)
             if filled > 0:

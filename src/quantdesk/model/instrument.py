@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from quantdesk.model.enums import Side
 
@@ -91,9 +91,7 @@ class Instrument:
         A buy never rounds up and a sell never rounds down, so rounding can only
         cost a fill, never pay more than the user asked.
         """
-        rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
-        ticks = (_to_decimal(price) / self.tick_size).to_integral_value(rounding)
-        return self._from_ticks(ticks)
+        return self._from_ticks(_whole_steps(_to_decimal(price), self.tick_size, up=side is Side.SELL))
 
     def is_on_grid(self, price: Decimal) -> bool:
         return (price % self.tick_size) == 0
@@ -105,7 +103,7 @@ class Instrument:
 
     def round_qty(self, qty: float | Decimal | int | str) -> Decimal:
         """Round a quantity down to a whole number of lots."""
-        lots = (_to_decimal(qty) / self.lot_size).to_integral_value(ROUND_FLOOR)
+        lots = _whole_steps(_to_decimal(qty), self.lot_size, up=False)
         return (lots * self.lot_size).quantize(self.lot_size)
 
     def validate_order(self, qty: Decimal | int, price: Decimal | None, side: Side) -> OrderCheck:
@@ -142,6 +140,24 @@ def _to_decimal(value: float | Decimal | int | str) -> Decimal:
             return Decimal("NaN")
         return Decimal(repr(value))
     return Decimal(value)
+
+
+def _whole_steps(value: Decimal, step: Decimal, *, up: bool) -> Decimal:
+    """`value / step` rounded down (or up) to a whole number, exactly.
+
+    Plain division rounds to the context's 28 digits, so a value a hair below a
+    grid point (as 28-digit Decimal arithmetic produces) would land on that point
+    and round the wrong way; divmod's quotient and remainder are exact.
+    """
+    if not value.is_finite():
+        return value / step
+    steps, remainder = divmod(value, step)
+    # divmod truncates toward zero; step away from zero where floor/ceiling differ.
+    if up and remainder > 0:
+        steps += 1
+    elif not up and remainder < 0:
+        steps -= 1
+    return steps
 
 
 def tick_size_for_precision(decimals: int) -> Decimal:

@@ -108,7 +108,8 @@ class Order:
                 f"order {self.client_order_id}: fill of {qty} exceeds leaves {self.leaves_qty}"
             )
         new_filled = self.filled_qty + qty
+        # Transition first: a fill the state forbids (on a cancelled order, say) must change nothing.
+        self.transition(OrderStatus.FILLED if new_filled == self.qty else OrderStatus.PARTIALLY_FILLED, ts)
         self.avg_fill_price = (self.avg_fill_price * self.filled_qty + price * qty) / new_filled
         self.filled_qty = new_filled
         self.fees += fee
-        self.transition(OrderStatus.FILLED if new_filled == self.qty else OrderStatus.PARTIALLY_FILLED, ts)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 
 from quantdesk.model.fill import Fill
 
 _ZERO = Decimal(0)
+# The cost a partial close takes out of the position is an average, often a
+# non-terminating one; it is then rounded to this quantum, and whatever the
+# rounding leaves stays in the open cost until the last unit closes. So realised
+# plus unrealised P&L equals the cash flow exactly, and a round trip realises exactly.
+_COST_QUANTUM = Decimal("1E-12")
+
+
+def _share(cost: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    """The cost of `part` units out of `whole` that cost `cost`, on the quantum if inexact."""
+    with localcontext() as context:
+        context.clear_flags()
+        share = cost * part / whole
+        if context.flags[Inexact]:
+            share = share.quantize(_COST_QUANTUM)
+    return share
 
 
 @dataclass(slots=True)
@@ -16,6 +31,7 @@ class Position:
 
     Realised P&L is booked when a fill reduces or flips the position, against
     the average entry price; fees are tracked apart so gross and net both show.
+    Accounting runs on the exact open cost; `avg_price` is that cost per unit.
     """
 
     symbol: str
@@ -26,6 +42,11 @@ class Position:
     fees: Decimal = field(default_factory=Decimal)
     ts_opened: int = 0
     ts_last: int = 0
+    _cost: Decimal = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Signed entry value of the open quantity (negative for a short).
+        self._cost = self.avg_price * self.qty
 
     @property
     def is_flat(self) -> bool:
@@ -47,28 +68,31 @@ class Position:
         self.ts_last = fill.ts_event
         if self.qty == 0 or (self.qty > 0) == (signed > 0):
             # Opening or adding: the average price moves, nothing is realised.
-            new_qty = self.qty + signed
-            self.avg_price = (self.avg_price * abs(self.qty) + fill.price * abs(signed)) / abs(new_qty)
             if self.qty == 0:
                 self.ts_opened = fill.ts_event
-            self.qty = new_qty
+            self._cost += signed * fill.price
+            self.qty += signed
+            self.avg_price = self._cost / self.qty
         else:
-            closing = min(abs(signed), abs(self.qty))
-            direction = 1 if self.qty > 0 else -1
-            realized = (fill.price - self.avg_price) * closing * direction * self.multiplier
+            # The part of the position this fill closes, signed like the position.
+            closed = self.qty if abs(signed) >= abs(self.qty) else -signed
+            closed_cost = self._cost if closed == self.qty else _share(self._cost, closed, self.qty)
+            realized = (fill.price * closed - closed_cost) * self.multiplier
             self.realized_pnl += realized
+            self._cost -= closed_cost
             new_qty = self.qty + signed
             if new_qty == 0:
-                self.avg_price = _ZERO
+                self.avg_price = self._cost = _ZERO
             elif (new_qty > 0) != (self.qty > 0):
                 # Flip: the remainder opens a new position at the fill price.
                 self.avg_price = fill.price
+                self._cost = new_qty * fill.price
                 self.ts_opened = fill.ts_event
             self.qty = new_qty
         return realized
 
     def unrealized_pnl(self, mark: Decimal) -> Decimal:
-        return (mark - self.avg_price) * self.qty * self.multiplier
+        return (mark * self.qty - self._cost) * self.multiplier
 
     def notional(self, mark: Decimal) -> Decimal:
         return abs(self.qty) * mark * self.multiplier

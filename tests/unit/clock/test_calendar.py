@@ -27,9 +27,7 @@ def nse() -> MarketCalendar:
     return MarketCalendar("XNSE")
 
 
-def test_calendars_report_code_and_exchange_time_zone(
-    nyse: MarketCalendar, nse: MarketCalendar
-) -> None:
+def test_calendars_report_code_and_exchange_time_zone(nyse: MarketCalendar, nse: MarketCalendar) -> None:
     assert (nyse.code, nyse.tz) == ("XNYS", "America/New_York")
     assert (nse.code, nse.tz) == ("XNSE", "Asia/Kolkata")
 

@@ -119,10 +119,11 @@ class SimulatedExchange:
         """Accept or reject `order` at once; fills come with later market data."""
         now = self._now()
         reason = self._refusal(order, now)
+        # Like Alpaca, an id is spent once submitted, even if the order was refused.
+        self._seen_ids.add(order.client_order_id)
         if reason:
             self._emit(OrderRejected(order.client_order_id, now, reason))
             return
-        self._seen_ids.add(order.client_order_id)
         self._sequence += 1
         resting = _Resting(
             client_order_id=order.client_order_id,
@@ -184,9 +185,18 @@ class SimulatedExchange:
         if not book:
             return
         ts = bar.ts_event
+        capacity = self._volume_capacity(bar)
         for resting in [r for r in book if r.order_type is OrderType.MARKET]:
-            if resting.eligible_ts <= ts:
-                self._fill(resting, resting.leaves, bar.close, ts, slip=True)
+            # A fill's listener may have canceled this one (a sibling) earlier in the loop.
+            if resting.eligible_ts > ts or resting.client_order_id not in self._by_id:
+                continue
+            qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
+            if qty > 0:
+                self._fill(resting, qty, bar.close, ts, slip=True)
+                if capacity is not None:
+                    capacity -= qty
+            if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
+                self._cancel_ioc(resting, ts)
 
     def on_tick(self, tick: Tick) -> None:
         self._last_price[tick.symbol] = tick.price
@@ -216,6 +226,10 @@ class SimulatedExchange:
         if order.client_order_id in self._seen_ids:
             return f"duplicate client order id {order.client_order_id}"
         price = order.price if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+        if price is None and order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            return f"{order.symbol}: {order.order_type.value} order needs a limit price"
+        if order.stop_price is None and order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            return f"{order.symbol}: {order.order_type.value} order needs a stop price"
         check = instrument.validate_order(order.qty, price, order.side)
         if not check:
             return check.reason
@@ -300,6 +314,8 @@ class SimulatedExchange:
             if resting.order_type is OrderType.STOP_LIMIT and not resting.triggered:
                 resting.triggered = True
                 self._emit(OrderTriggered(resting.client_order_id, ts))
+            elif resting.order_type is OrderType.STOP:
+                resting.triggered = True  # what this bar cannot fill waits as a market order
             qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
             if qty > 0:
                 slip = resting.order_type in (OrderType.MARKET, OrderType.STOP)
@@ -314,7 +330,8 @@ class SimulatedExchange:
         if share is None:
             return None
         instrument = self._instruments[bar.symbol]
-        return instrument.round_qty(Decimal(repr(bar.volume * share)))
+        # In Decimal: float 0.29 * 100 is 28.999999999999996, which would round down a whole lot.
+        return instrument.round_qty(Decimal(repr(bar.volume)) * Decimal(repr(share)))
 
     def _match_price(
         self,

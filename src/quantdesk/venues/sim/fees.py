@@ -204,6 +204,12 @@ class NoFees(_ComponentFeeModel):
     def _components(self, side: Side, qty: Decimal, notional: Decimal, unit: Decimal) -> dict[str, Decimal]:
         return {}
 
+    def fee_for_fill(
+        self, instrument: Instrument, side: Side, qty: Decimal, price: Decimal, order_id: str
+    ) -> Decimal:
+        # Nothing to accumulate per order: skip the bookkeeping on the backtest hot path.
+        return _ZERO.quantize(currency_unit(instrument.currency))
+
 
 # -- US equities ----------------------------------------------------------------------------------
 

@@ -67,7 +67,8 @@ def match_on_bar(
     """Where this order fills on this bar, or None. Prices are raw; the caller rounds and slips."""
     buy = side is Side.BUY
     open_ = path[0]
-    if order_type is OrderType.MARKET:
+    # A stop that triggered on an earlier bar (and filled only in part) is a market order now.
+    if order_type is OrderType.MARKET or (order_type is OrderType.STOP and triggered):
         return PathHit(0.0, open_)
     if order_type is OrderType.LIMIT or (order_type is OrderType.STOP_LIMIT and triggered):
         assert limit is not None
@@ -118,7 +119,7 @@ def match_on_price(
     """
     buy = side is Side.BUY
     price = buy_price if buy else sell_price
-    if order_type is OrderType.MARKET:
+    if order_type is OrderType.MARKET or (order_type is OrderType.STOP and triggered):
         return price, triggered
     if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not triggered:
         assert stop is not None

@@ -1,0 +1,1 @@
+"""The `quantdesk` command line."""

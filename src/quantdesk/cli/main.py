@@ -1,0 +1,173 @@
+"""The `quantdesk` command: thin wrappers that parse flags and call one library function each."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from quantdesk.errors import UserError
+
+app = typer.Typer(
+    name="quantdesk",
+    help="Intraday algorithmic trading: backtest, replay, paper and live on one engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+# Progress is drawn only for runs long enough to need it.
+_PROGRESS_MIN_BARS = 200_000
+
+
+def _fail(error: Exception) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def backtest(
+    strategy: Annotated[str, typer.Option(help="Strategy name (see `quantdesk strategies`).")],
+    data: Annotated[str, typer.Option(help="CSV/Parquet file, or sample:NAME (see `quantdesk samples`).")],
+    param: Annotated[
+        list[str] | None, typer.Option(help="Strategy parameter NAME=VALUE, repeatable.")
+    ] = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Only these symbols of the data.")] = None,
+    qty: Annotated[str, typer.Option(help="Order quantity when the strategy gives none.")] = "1",
+    cash: Annotated[str, typer.Option(help="Starting cash.")] = "100000",
+    fill: Annotated[str, typer.Option(help="Market fills: next_open or close.")] = "next_open",
+    limit_fill: Annotated[str, typer.Option(help="Limit fills: touch or through.")] = "touch",
+    fees: Annotated[str, typer.Option(help="none, us_equity or nse_equity_intraday.")] = "none",
+    slippage_ticks: Annotated[int, typer.Option(help="Ticks of slippage on market and stop fills.")] = 0,
+    instruments: Annotated[str | None, typer.Option(help="Instruments file (TOML/JSON/CSV).")] = None,
+    tick_size: Annotated[str | None, typer.Option(help="Tick size (else inferred from the data).")] = None,
+    lot_size: Annotated[str | None, typer.Option(help="Lot size (default 1).")] = None,
+    currency: Annotated[str, typer.Option(help="Account currency.")] = "USD",
+    calendar: Annotated[str | None, typer.Option(help="Exchange calendar, e.g. XNYS or XNSE.")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write the JSON summary here.")] = None,
+    report: Annotated[str | None, typer.Option(help="Write the HTML report here.")] = None,
+) -> None:
+    """Backtest a strategy on historical bars and print a summary.
+
+    Example: quantdesk backtest --strategy sma_cross --param fast=10 --param slow=20
+    --data sample:GOOG --qty 100 --report out/goog.html
+    """
+    from quantdesk.backtest.job import BacktestJob, parse_decimal, parse_params, run_job
+
+    try:
+        job = BacktestJob(
+            strategy=strategy,
+            data=data,
+            params=parse_params(param or []),
+            symbols=tuple(symbol or ()),
+            qty=parse_decimal(qty, "--qty"),
+            cash=parse_decimal(cash, "--cash"),
+            fill=fill,
+            limit_fill=limit_fill,
+            fees=fees,
+            slippage_ticks=slippage_ticks,
+            instruments_file=instruments,
+            tick_size=parse_decimal(tick_size, "--tick-size") if tick_size else None,
+            lot_size=parse_decimal(lot_size, "--lot-size") if lot_size else None,
+            currency=currency,
+            calendar=calendar,
+            json_path=json_out,
+            report_path=report,
+        )
+        with Progress(
+            TextColumn("backtest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=True,
+            disable=not errors.is_terminal,
+        ) as bar:
+            task = bar.add_task("bars", total=None)
+
+            def progress(done: int, total: int) -> None:
+                if total >= _PROGRESS_MIN_BARS:
+                    bar.update(task, completed=done, total=total)
+
+            output = run_job(job, progress)
+    except UserError as error:
+        raise _fail(error) from None
+    _print_summary(output.result)
+    if output.json_path:
+        console.print(f"JSON summary: {output.json_path}")
+    if output.report_path:
+        console.print(f"HTML report:  {output.report_path}")
+
+
+def _print_summary(result: object) -> None:
+    from quantdesk.backtest.runner import BacktestResult
+
+    assert isinstance(result, BacktestResult)
+    stats = result.stats
+    table = Table(title=f"Backtest: {result.meta.get('strategy', '')} on {result.meta.get('symbols', '')}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("period", f"{stats.start[:10]} .. {stats.end[:10]} ({result.bars:,} bars)"),
+        ("net P&L", f"{stats.net_pnl:,}"),
+        ("realised P&L", f"{stats.realized_pnl:,}"),
+        ("fees", f"{stats.total_fees:,}"),
+        ("total return", f"{stats.total_return_pct:.2f}%"),
+        ("CAGR", f"{stats.cagr_pct:.2f}%"),
+        ("Sharpe", f"{stats.sharpe:.2f}"),
+        ("Sortino", f"{stats.sortino:.2f}"),
+        ("max drawdown", f"{stats.max_drawdown_pct:.2f}%"),
+        ("trades", f"{stats.trades}"),
+        ("win rate", f"{stats.win_rate_pct:.1f}%"),
+        ("profit factor", f"{stats.profit_factor:.2f}"),
+        ("exposure", f"{stats.exposure_pct:.1f}%"),
+        ("open positions", f"{len(result.open_positions)}"),
+        ("signals / blocked", f"{result.signals} / {sum(result.blocked.values())}"),
+        ("event log SHA-256", result.event_log_sha256[:16] + "…"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command()
+def strategies() -> None:
+    """List the registered strategies and their parameters."""
+    from quantdesk.strategies import get_strategy, strategy_names
+
+    table = Table(title="Strategies")
+    table.add_column("name", no_wrap=True)
+    table.add_column("parameters (defaults)")
+    table.add_column("description")
+    for name in strategy_names():
+        cls = get_strategy(name)
+        params = ", ".join(f"{k}={v}" for k, v in cls.parameters().items())
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, params, doc)
+    console.print(table)
+
+
+@app.command()
+def samples() -> None:
+    """List the bundled sample data sets (use as --data sample:NAME)."""
+    from quantdesk.data.samples import sample_names
+
+    for name in sample_names():
+        console.print(f"sample:{name}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:  # pragma: no cover - commands catch their own
+        errors.print(f"error: {error}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

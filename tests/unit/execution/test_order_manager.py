@@ -1,0 +1,173 @@
+"""Order management on the simulated exchange: entries, brackets, exits, duplicates, refusals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from kit import MINUTE, T0, bar, flat_bar, rig
+from quantdesk.model import (
+    Fill,
+    Order,
+    OrderFilled,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
+
+D = Decimal
+
+
+def _enter_long(r, qty="10", stop=None, target=None, entry=None):  # type: ignore[no-untyped-def]
+    return r.engine.orders.enter(
+        "s",
+        "AAA",
+        Side.BUY,
+        D(qty),
+        stop=D(stop) if stop else None,
+        target=D(target) if target else None,
+        entry=D(entry) if entry else None,
+    )
+
+
+def test_entry_fill_places_stop_and_target_for_the_filled_quantity() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    entry = _enter_long(r, stop="95", target="110")
+    r.feed(flat_bar(1, 100.0))
+    assert entry.status is OrderStatus.FILLED
+    working = {o.tag: o for o in r.engine.orders.working_orders()}
+    assert set(working) == {"STOP", "TP1"}
+    assert working["STOP"].order_type is OrderType.STOP and working["STOP"].stop_price == D("95.00")
+    assert working["TP1"].price == D("110.00")
+    assert all(o.qty == D(10) and o.side is Side.SELL for o in working.values())
+
+
+def test_target_fill_cancels_the_stop_and_leaves_the_position_flat() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    _enter_long(r, stop="95", target="110")
+    r.feed(flat_bar(1, 100.0), bar(T0 + 2 * MINUTE, 100, 111, 99, 108))
+    assert r.engine.orders.working_orders() == []
+    assert r.engine.portfolio.qty("AAA") == 0
+    stop = next(o for o in r.engine.orders.orders.values() if o.tag == "STOP")
+    assert stop.status is OrderStatus.CANCELED
+    assert r.engine.portfolio.account.cash == D(1_000_000) + D(100)  # 10 x (110 - 100)
+
+
+def test_stop_fill_cancels_the_target() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    _enter_long(r, stop="95", target="110")
+    r.feed(flat_bar(1, 100.0), bar(T0 + 2 * MINUTE, 99, 100, 90, 92))
+    target = next(o for o in r.engine.orders.orders.values() if o.tag == "TP1")
+    assert target.status is OrderStatus.CANCELED
+    assert r.engine.portfolio.qty("AAA") == 0
+    assert r.engine.portfolio.realized_pnl == D(-50)  # 10 x (95 - 100)
+
+
+def test_partial_entry_fills_size_the_children_to_what_is_filled() -> None:
+    r = rig(config=SimVenueConfig(max_volume_share=0.004))  # 4 of a 1,000-volume bar
+    r.feed(flat_bar(0, 100.0))
+    entry = _enter_long(r, qty="10", stop="95", target="110")
+    r.feed(flat_bar(1, 100.0))
+    assert entry.status is OrderStatus.PARTIALLY_FILLED and entry.filled_qty == 4
+    children = {o.tag: o.qty for o in r.engine.orders.working_orders() if o.tag != "ENTRY"}
+    assert children == {"STOP": D(4), "TP1": D(4)}
+    r.feed(flat_bar(2, 100.0), flat_bar(3, 100.0))
+    assert entry.status is OrderStatus.FILLED
+    children = {o.tag: o.qty for o in r.engine.orders.working_orders()}
+    assert children == {"STOP": D(10), "TP1": D(10)}
+
+
+def test_exit_cancels_working_exits_and_closes_at_market() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    _enter_long(r, stop="95", target="110")
+    r.feed(flat_bar(1, 100.0))
+    r.engine.orders.exit("s", "AAA", r.engine.portfolio.qty("AAA"), "test exit")
+    r.feed(flat_bar(2, 101.0))
+    assert r.engine.portfolio.qty("AAA") == 0
+    assert r.engine.orders.working_orders() == []
+    statuses = sorted(o.status.value for o in r.engine.orders.orders.values())
+    assert statuses == ["CANCELED", "CANCELED", "FILLED", "FILLED"]
+
+
+class _RefusesStops(SimulatedExchange):
+    """A venue that refuses stop orders (as a broker may on a risk check)."""
+
+    def _refusal(self, order: Order, now: int) -> str:
+        if order.order_type is OrderType.STOP:
+            return "stop orders are not accepted"
+        return super()._refusal(order, now)
+
+
+def test_a_rejected_stop_leaves_no_naked_position() -> None:
+    r = rig()
+    venue = _RefusesStops(r.engine.instruments, cash=D(1_000_000), clock_ns=r.clock.now_ns)
+    venue.set_price_source(r.engine.last_bar)
+    r.engine.orders._venue = venue
+    venue.connect(r.engine.orders)
+    r.venue = venue
+    r.feed(flat_bar(0, 100.0))
+    _enter_long(r, stop="95")
+    r.feed(flat_bar(1, 100.0))
+    stop = next(o for o in r.engine.orders.orders.values() if o.tag == "STOP")
+    assert stop.status is OrderStatus.REJECTED
+    exit_order = next(o for o in r.engine.orders.orders.values() if o.tag == "EXIT")
+    assert exit_order.reason == "protective stop rejected"
+    r.feed(flat_bar(2, 100.0))
+    assert exit_order.status is OrderStatus.FILLED
+    assert r.engine.portfolio.qty("AAA") == 0
+    assert "stop_rejected_flatten" in "".join(r.log.lines or [])
+
+
+def test_a_duplicate_fill_is_applied_once() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    entry = _enter_long(r, qty="5")
+    r.feed(flat_bar(1, 100.0))
+    fill = Fill(
+        "SIM-E1",
+        entry.client_order_id,
+        entry.venue_order_id,
+        "AAA",
+        Side.BUY,
+        D(5),
+        D(100),
+        D(0),
+        T0 + MINUTE,
+        T0 + MINUTE,
+    )
+    r.engine.orders.on_order_event(OrderFilled(fill))
+    assert r.engine.portfolio.qty("AAA") == 5
+    assert entry.filled_qty == 5
+
+
+def test_client_order_ids_are_unique_and_deterministic() -> None:
+    def run() -> list[str]:
+        r = rig()
+        r.feed(flat_bar(0, 100.0))
+        _enter_long(r, stop="95", target="110")
+        r.feed(flat_bar(1, 100.0), bar(T0 + 2 * MINUTE, 100, 111, 99, 108))
+        return list(r.engine.orders.orders)
+
+    first, second = run(), run()
+    assert first == second
+    assert len(set(first)) == len(first)
+
+
+def test_an_invalid_order_is_rejected_before_it_reaches_the_venue() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    order = r.engine.orders.enter("s", "AAA", Side.BUY, D("2.5"))
+    assert order.status is OrderStatus.REJECTED
+    assert "lot" in order.reason
+    assert r.venue.open_order_ids() == []
+
+
+def test_limit_entry_is_rounded_so_a_buy_never_pays_more() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    order = _enter_long(r, entry="99.997")
+    assert order.order_type is OrderType.LIMIT and order.price == D("99.99")
