@@ -242,7 +242,12 @@ class OrderManager:
         if fill.execution_id in self._execution_ids:
             return
         self._execution_ids.add(fill.execution_id)
-        order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
+        if order.can_transition(OrderStatus.PARTIALLY_FILLED) or order.can_transition(OrderStatus.FILLED):
+            order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
+        else:
+            # The venue executed it after we saw the order end (a fill racing a cancel):
+            # the trade happened, so the portfolio must book it; the order stays as it was.
+            self._log.record(f"late_fill {order.client_order_id} {fill.execution_id} {order.status.value}")
         self._log.record(
             f"fill {order.client_order_id} {fill.execution_id} {fill.qty} {fill.price} "
             f"{fill.fee} {fill.ts_event}"

@@ -1,29 +1,30 @@
-"""Order events a venue reports: accepted, triggered, filled, cancelled, rejected, expired."""
+"""Order events a venue reports: accepted, triggered, filled, cancelled, rejected, expired.
+
+msgspec Structs: immutable like frozen dataclasses, and several times cheaper to
+build, which matters on the backtest hot path.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from quantdesk.model.fill import Fill
 
 
-@dataclass(frozen=True, slots=True)
-class OrderAccepted:
+class OrderAccepted(msgspec.Struct, frozen=True):
     client_order_id: str
     venue_order_id: str
     ts_event: int
 
 
-@dataclass(frozen=True, slots=True)
-class OrderTriggered:
+class OrderTriggered(msgspec.Struct, frozen=True):
     """A stop-limit's stop was touched: it now rests as a limit order."""
 
     client_order_id: str
     ts_event: int
 
 
-@dataclass(frozen=True, slots=True)
-class OrderFilled:
+class OrderFilled(msgspec.Struct, frozen=True):
     fill: Fill
 
     @property
@@ -31,15 +32,13 @@ class OrderFilled:
         return self.fill.client_order_id
 
 
-@dataclass(frozen=True, slots=True)
-class OrderCanceled:
+class OrderCanceled(msgspec.Struct, frozen=True):
     client_order_id: str
     ts_event: int
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRejected:
+class OrderRejected(msgspec.Struct, frozen=True):
     """An explicit refusal by the venue (or our own pre-send check), with its reason."""
 
     client_order_id: str
@@ -47,8 +46,7 @@ class OrderRejected:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class OrderExpired:
+class OrderExpired(msgspec.Struct, frozen=True):
     client_order_id: str
     ts_event: int
     reason: str = ""

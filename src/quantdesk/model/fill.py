@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+
+import msgspec
 
 from quantdesk.model.enums import Side
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(msgspec.Struct, frozen=True):
     """An execution reported by a venue; `execution_id` is unique per venue and makes it idempotent."""
 
     execution_id: str

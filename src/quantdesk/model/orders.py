@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
+
+import msgspec
 
 from quantdesk.model.enums import OrderStatus, OrderType, Side, TimeInForce
 
@@ -47,8 +48,7 @@ class IllegalTransition(Exception):
     """An order was asked to move to a state its current state cannot reach: a bug, never a refusal."""
 
 
-@dataclass(slots=True, eq=False)
-class Order:
+class Order(msgspec.Struct, eq=False):
     """One order, from creation to a terminal state.
 
     Terms (side, type, quantity, prices) are fixed at creation; status, filled
@@ -67,9 +67,9 @@ class Order:
     ts_created: int = 0
     status: OrderStatus = OrderStatus.INITIALIZED
     venue_order_id: str = ""
-    filled_qty: Decimal = field(default_factory=Decimal)
-    avg_fill_price: Decimal = field(default_factory=Decimal)
-    fees: Decimal = field(default_factory=Decimal)
+    filled_qty: Decimal = msgspec.field(default_factory=Decimal)
+    avg_fill_price: Decimal = msgspec.field(default_factory=Decimal)
+    fees: Decimal = msgspec.field(default_factory=Decimal)
     reason: str = ""
     ts_last: int = 0
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
+
+import msgspec
 
 from quantdesk.model.enums import Side
 
 _EMPTY: MappingProxyType[str, float] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(msgspec.Struct, frozen=True):
     """An idea to open a position. Ranking, risk and sizing decide whether and how much.
 
     `entry` None means "at market"; a price means a limit entry. `qty` None leaves
@@ -28,7 +28,7 @@ class Signal:
     stop: Decimal | None = None
     targets: tuple[Decimal, ...] = ()
     qty: Decimal | None = None
-    features: MappingProxyType[str, float] = field(default_factory=lambda: _EMPTY)
+    features: MappingProxyType[str, float] = msgspec.field(default_factory=lambda: _EMPTY)
     rationale: str = ""
 
     @staticmethod
@@ -38,8 +38,7 @@ class Signal:
         return MappingProxyType({str(k): float(v) for k, v in sorted(features.items())})
 
 
-@dataclass(frozen=True, slots=True)
-class ExitSignal:
+class ExitSignal(msgspec.Struct, frozen=True):
     """A wish to close the strategy's position in a symbol (and cancel its working exits)."""
 
     strategy: str

@@ -396,15 +396,17 @@ class _RollingMoments:
     stays accurate to ~1e-11 relative even when the std is 1e-5 of the price.
     s, q and c are recomputed exactly (`math.fsum`, two-pass) about every
     max(256, 8 * period) updates, and whenever the variance falls below
-    `_CANCELLATION` of the mean square of the shifted values (after a jump
-    the window has moved far from c): a window of equal values then gets a
-    std of exactly 0.
+    `_CANCELLATION` of the largest q / n since the last recomputation, where
+    the rounding q has absorbed would show (the window moved far from c, or
+    an outlier passed through it). A window of equal values gets a std of
+    exactly 0.
     """
 
     __slots__ = (
         "_buf",
         "_i",
         "_n",
+        "_peak",
         "_period",
         "_q",
         "_ready",
@@ -451,6 +453,7 @@ class _RollingMoments:
         self._shift = 0.0
         self._s = 0.0
         self._q = 0.0
+        self._peak = 0.0
         self._tol = math.inf
         self._wraps_left = 1
         self._ready = False
@@ -470,13 +473,13 @@ class _RollingMoments:
         buf = self._buf
         if buf.count(buf[0]) == self._period:
             self._shift = buf[0]
-            self._s = self._q = 0.0
+            self._s = self._q = self._peak = 0.0
             return
         c = fsum(buf) / self._n
         deviations = [v - c for v in buf]
         self._shift = c
         self._s = fsum(deviations)
-        self._q = fsum([y * y for y in deviations])
+        self._q = self._peak = fsum([y * y for y in deviations])
 
     def _slow_moments(self) -> tuple[float, float]:
         """(mean - shift, std) after a wrap or a near-zero variance; NaNs while warming up."""
@@ -486,7 +489,7 @@ class _RollingMoments:
         q = self._q
         m = self._s / n
         var = q / n - m * m
-        if q != 0.0 and not var > q * self._tol:
+        if q != 0.0 and not var > self._peak * self._tol:
             self._recompute()
             q = self._q
             m = self._s / n
@@ -538,13 +541,16 @@ class Bollinger(_RollingMoments):
         q = self._q + d * (y + yo)
         self._s = s
         self._q = q
+        peak = self._peak
+        if q > peak:
+            self._peak = peak = q
         i += 1
         if i != self._period:
             self._i = i
             n = self._n
             m = s / n
             var = q / n - m * m
-            if var > q * self._tol:
+            if var > peak * self._tol:
                 mean = c + m
                 width = self._k * sqrt(var)
                 self.value = mean
@@ -593,13 +599,16 @@ class RollingZScore(_RollingMoments):
         q = self._q + d * (y + yo)
         self._s = s
         self._q = q
+        peak = self._peak
+        if q > peak:
+            self._peak = peak = q
         i += 1
         if i != self._period:
             self._i = i
             n = self._n
             m = s / n
             var = q / n - m * m
-            if var > q * self._tol:
+            if var > peak * self._tol:
                 z = (y - m) / sqrt(var)
                 self.value = z
                 return z

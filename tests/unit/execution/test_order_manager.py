@@ -171,3 +171,18 @@ def test_limit_entry_is_rounded_so_a_buy_never_pays_more() -> None:
     r.feed(flat_bar(0, 100.0))
     order = _enter_long(r, entry="99.997")
     assert order.order_type is OrderType.LIMIT and order.price == D("99.99")
+
+
+def test_a_fill_after_a_confirmed_cancel_is_still_booked() -> None:
+    r = rig()
+    r.feed(flat_bar(0, 100.0))
+    entry = _enter_long(r, qty="5", entry="90")
+    r.engine.orders.cancel(entry.client_order_id)
+    assert entry.status is OrderStatus.CANCELED
+    late = Fill(
+        "LATE-1", entry.client_order_id, entry.venue_order_id, "AAA", Side.BUY, D(5), D(90), D(0), T0, T0
+    )
+    r.engine.orders.on_order_event(OrderFilled(late))
+    assert entry.status is OrderStatus.CANCELED and entry.filled_qty == 0
+    assert r.engine.portfolio.qty("AAA") == 5
+    assert "late_fill" in "".join(r.log.lines or [])
