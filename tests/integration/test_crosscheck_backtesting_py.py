@@ -101,3 +101,37 @@ def test_cross_on_the_last_bar_places_an_order_that_never_fills() -> None:
     assert result.net_pnl == Decimal(str(round(peer_net, 2)))
     unfilled = [o for o in result.orders if o.filled_qty == 0]
     assert unfilled and all(o.status.value == "CANCELED" for o in unfilled)
+
+
+def test_sma_cross_trades_equal_backtesting_py_on_synthetic_minute_bars() -> None:
+    # Tick-grid prices make the two averages exactly equal now and then: both engines
+    # must see those ties the same way (our SMA is bit-identical to pandas').
+    from quantdesk.data.synthetic import synthetic_intraday
+
+    series = synthetic_intraday("SYN", bars=20_000, seed=7)
+    frame = pd.DataFrame(
+        {
+            "Open": series.open,
+            "High": series.high,
+            "Low": series.low,
+            "Close": series.close,
+            "Volume": series.volume,
+        },
+        index=pd.to_datetime(series.ts),
+    )
+    peer_trades, peer_net = _run_backtesting_py(frame, 10, 20)
+    result = run_backtest(
+        [get_strategy("sma_cross")("SYN")],
+        {"SYN": series},
+        {"SYN": Instrument("SYN")},
+        cash=Decimal(CASH),
+        default_qty=Decimal(QTY),
+    )
+    assert len(result.trades) == len(peer_trades) > 400
+    ours = [(t.entry_time, t.exit_time, t.entry_price, t.exit_price) for t in result.trades]
+    theirs = [
+        (row.EntryTime.value, row.ExitTime.value, Decimal(str(row.EntryPrice)), Decimal(str(row.ExitPrice)))
+        for row in peer_trades.itertuples()
+    ]
+    assert ours == theirs
+    assert result.net_pnl == Decimal(str(round(peer_net, 2)))
