@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -19,8 +20,7 @@ _DAYS_PER_YEAR = 365.25
 _SIDES = ("LONG", "SHORT")
 
 
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
+class TradeRecord(msgspec.Struct, frozen=True):
     """One closed round trip: entry and exit of one position in one symbol.
 
     `pnl` is net of `fees`; times are UTC nanoseconds; `qty` is positive, `side` gives the

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from quantdesk.backtest.stats import TradeRecord
-from quantdesk.model import Fill
+from quantdesk.model import Fill, Side
 
 _ZERO = Decimal(0)
 
@@ -16,7 +16,6 @@ class _OpenTrade:
     side: str
     entry_time: int
     qty: Decimal = _ZERO
-    max_qty: Decimal = _ZERO
     entry_value: Decimal = _ZERO
     exit_qty: Decimal = _ZERO
     exit_value: Decimal = _ZERO
@@ -36,38 +35,40 @@ class TradeBuilder:
         self.multiplier = multiplier
         self.closed: list[TradeRecord] = []
         self._open: _OpenTrade | None = None
-        self._position = _ZERO
 
     @property
     def open_trade(self) -> _OpenTrade | None:
         return self._open
 
     def add(self, fill: Fill) -> None:
-        signed = fill.signed_qty
-        remaining = abs(signed)
-        fee_per_unit = fill.fee / fill.qty
-        while remaining > 0:
-            if self._open is None:
-                side = "LONG" if signed > 0 else "SHORT"
-                self._open = _OpenTrade(side=side, entry_time=fill.ts_event)
-            trade = self._open
-            adding = (trade.side == "LONG") == (signed > 0)
-            if adding:
-                trade.qty += remaining
-                trade.max_qty = max(trade.max_qty, trade.qty)
-                trade.entry_value += remaining * fill.price
-                trade.fees += fee_per_unit * remaining
-                self._position += remaining if signed > 0 else -remaining
-                remaining = _ZERO
-            else:
-                closing = min(remaining, trade.qty)
-                trade.qty -= closing
-                trade.exit_qty += closing
-                trade.exit_value += closing * fill.price
-                trade.fees += fee_per_unit * closing
-                remaining -= closing
-                if trade.qty == 0:
-                    self._close(trade, fill.ts_event)
+        qty = fill.qty
+        buy = fill.side is Side.BUY
+        trade = self._open
+        if trade is None:
+            trade = self._open = _OpenTrade(side="LONG" if buy else "SHORT", entry_time=fill.ts_event)
+        if (trade.side == "LONG") == buy:
+            trade.qty += qty
+            trade.entry_value += qty * fill.price
+            trade.fees += fill.fee
+            return
+        closing = qty if qty <= trade.qty else trade.qty
+        fee = fill.fee if closing == qty else fill.fee * closing / qty
+        trade.qty -= closing
+        trade.exit_qty += closing
+        trade.exit_value += closing * fill.price
+        trade.fees += fee
+        if trade.qty == 0:
+            self._close(trade, fill.ts_event)
+        if closing < qty:
+            # A flip: the rest of the fill opens the opposite trade with the rest of the fee.
+            rest = qty - closing
+            self._open = _OpenTrade(
+                side="LONG" if buy else "SHORT",
+                entry_time=fill.ts_event,
+                qty=rest,
+                entry_value=rest * fill.price,
+                fees=fill.fee - fee,
+            )
 
     def _close(self, trade: _OpenTrade, ts: int) -> None:
         total_in = trade.exit_qty  # opened and then closed: equal once the trade is flat

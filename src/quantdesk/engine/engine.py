@@ -89,6 +89,8 @@ class Engine:
         self._tick_handlers: dict[str, list[Callable[[Tick], None]]] = {}
         self._quote_handlers: dict[str, list[Callable[[Quote], None]]] = {}
         self._by_id: dict[tuple[str, str], Strategy] = {}
+        self._fill_listeners: dict[tuple[str, str], Strategy] = {}
+        self._order_listeners: dict[tuple[str, str], Strategy] = {}
         self._strategy_qty: dict[tuple[str, str], Decimal] = {}
         self.last_bar: dict[str, Bar] = {}
         self._minutes_to_close = minutes_to_close
@@ -119,6 +121,10 @@ class Engine:
             self._bar_handlers.setdefault(strategy.symbol, []).append(strategy.on_bar)
         if cls.on_tick is not Strategy.on_tick:
             self._tick_handlers.setdefault(strategy.symbol, []).append(strategy.on_tick)
+        if cls.on_fill is not Strategy.on_fill:
+            self._fill_listeners[key] = strategy
+        if cls.on_order_update is not Strategy.on_order_update:
+            self._order_listeners[key] = strategy
         if cls.on_quote is not Strategy.on_quote:
             self._quote_handlers.setdefault(strategy.symbol, []).append(strategy.on_quote)
 
@@ -260,11 +266,13 @@ class Engine:
         for target in signal.targets:
             if not target.is_finite() or target <= 0:
                 return f"target must be a positive number, got {target}"
+        if signal.stop is None:
+            return ""
         reference = signal.entry
         if reference is None:
             last = self.last_bar.get(signal.symbol)
             reference = Decimal(repr(last.close)) if last is not None else None
-        if reference is not None and signal.stop is not None:
+        if reference is not None:
             wrong = signal.stop >= reference if signal.side.sign > 0 else signal.stop <= reference
             if wrong:
                 return f"stop {signal.stop} is on the wrong side of entry {reference}"
@@ -275,16 +283,18 @@ class Engine:
         strategy_id = self.orders.strategy_of(order.client_order_id)
         key = (strategy_id, fill.symbol)
         self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
-        strategy = self._by_id.get(key)
+        strategy = self._fill_listeners.get(key)
         if strategy is not None:
             strategy.on_fill(order, fill)
         if self.bus.has_subscribers(Fill):
             self.bus.publish(fill)
 
     def _on_order_update(self, order: Order) -> None:
-        strategy = self._by_id.get((self.orders.strategy_of(order.client_order_id), order.symbol))
-        if strategy is not None:
-            strategy.on_order_update(order)
+        if self._order_listeners:
+            key = (self.orders.strategy_of(order.client_order_id), order.symbol)
+            strategy = self._order_listeners.get(key)
+            if strategy is not None:
+                strategy.on_order_update(order)
         if self.bus.has_subscribers(Order):
             self.bus.publish(order)
 

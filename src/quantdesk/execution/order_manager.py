@@ -10,8 +10,10 @@ the full OCO manager.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
+
+import msgspec
 
 from quantdesk.clock import Clock
 from quantdesk.execution.event_log import EventLog
@@ -36,8 +38,7 @@ from quantdesk.venues.base import Venue
 _ZERO = Decimal(0)
 
 
-@dataclass(slots=True)
-class Bracket:
+class Bracket(msgspec.Struct, eq=False):
     """An entry and the exits that protect it; children die with the group."""
 
     group_id: str
@@ -50,7 +51,7 @@ class Bracket:
     stop_id: str | None = None
     target_id: str | None = None
     closed: bool = False
-    child_ids: list[str] = field(default_factory=list)
+    child_ids: list[str] = msgspec.field(default_factory=list)
 
 
 FillHandler = Callable[[Order, Fill], None]
@@ -90,6 +91,13 @@ class OrderManager:
         self._bracket_of: dict[str, Bracket] = {}
         self._open_brackets: dict[tuple[str, str], list[Bracket]] = {}
         self._execution_ids: set[str] = set()
+        self._handlers: dict[type, Callable[[Order, Any], None]] = {
+            OrderAccepted: self._on_accepted,
+            OrderTriggered: self._on_triggered,
+            OrderRejected: self._on_rejected,
+            OrderCanceled: self._on_canceled,
+            OrderExpired: self._on_expired,
+        }
         venue.connect(self)
 
     # -- commands -----------------------------------------------------------------------------
@@ -163,30 +171,36 @@ class OrderManager:
         if order is None:
             self._log.record(f"unknown_order_event {event.client_order_id}")
             return
-        if isinstance(event, OrderFilled):
+        if type(event) is OrderFilled:
             self._handle_fill(order, event.fill)
             return
         if order.is_terminal:
             return  # A late duplicate of a terminal answer changes nothing.
-        if isinstance(event, OrderAccepted):
-            if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-                order.venue_order_id = event.venue_order_id
-                order.transition(OrderStatus.ACCEPTED, event.ts_event)
-                self._log.record(f"accepted {order.client_order_id} {event.ts_event}")
-        elif isinstance(event, OrderTriggered):
-            if order.can_transition(OrderStatus.TRIGGERED):
-                order.transition(OrderStatus.TRIGGERED, event.ts_event)
-        elif isinstance(event, OrderRejected):
-            order.transition(OrderStatus.REJECTED, event.ts_event, event.reason)
-            self._log.record(f"rejected {order.client_order_id} {event.ts_event} {event.reason}")
-            self._on_child_gone(order)
-        elif isinstance(event, OrderCanceled):
-            order.transition(OrderStatus.CANCELED, event.ts_event, event.reason)
-            self._log.record(f"canceled {order.client_order_id} {event.ts_event}")
-        elif isinstance(event, OrderExpired):
-            order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
-            self._log.record(f"expired {order.client_order_id} {event.ts_event}")
+        self._handlers[type(event)](order, event)
         self._on_order_update(order)
+
+    def _on_accepted(self, order: Order, event: OrderAccepted) -> None:
+        if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+            order.venue_order_id = event.venue_order_id
+            order.transition(OrderStatus.ACCEPTED, event.ts_event)
+            self._log.record(f"accepted {order.client_order_id} {event.ts_event}")
+
+    def _on_triggered(self, order: Order, event: OrderTriggered) -> None:
+        if order.can_transition(OrderStatus.TRIGGERED):
+            order.transition(OrderStatus.TRIGGERED, event.ts_event)
+
+    def _on_rejected(self, order: Order, event: OrderRejected) -> None:
+        order.transition(OrderStatus.REJECTED, event.ts_event, event.reason)
+        self._log.record(f"rejected {order.client_order_id} {event.ts_event} {event.reason}")
+        self._on_child_gone(order)
+
+    def _on_canceled(self, order: Order, event: OrderCanceled) -> None:
+        order.transition(OrderStatus.CANCELED, event.ts_event, event.reason)
+        self._log.record(f"canceled {order.client_order_id} {event.ts_event}")
+
+    def _on_expired(self, order: Order, event: OrderExpired) -> None:
+        order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
+        self._log.record(f"expired {order.client_order_id} {event.ts_event}")
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ is refused here and reconciliation later has a venue-side truth to compare with.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
+
+import msgspec
 
 from quantdesk.model import (
     Bar,
@@ -36,8 +37,7 @@ from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match
 SessionKey = Callable[[int], object]
 
 
-@dataclass(slots=True)
-class _Resting:
+class _Resting(msgspec.Struct, eq=False):
     """The venue's own copy of a working order (the engine's Order is never touched here)."""
 
     client_order_id: str
@@ -254,7 +254,7 @@ class SimulatedExchange:
                 bar = self._price_source.get(order.symbol)
                 if bar is not None:
                     last = bar.close
-                reference = instrument.price(last) if last is not None else None
+                reference = instrument.price_from_float(last) if last is not None else None
             if reference is not None:
                 cost = order.qty * reference * instrument.multiplier
                 cost += cost * self.config.cash_buffer
@@ -266,6 +266,8 @@ class SimulatedExchange:
         return ""
 
     def _expire_stale(self, book: list[_Resting], ts: int) -> None:
+        if not any(resting.tif is TimeInForce.DAY for resting in book):
+            return
         session = None
         for resting in list(book):
             if resting.tif is TimeInForce.DAY:
