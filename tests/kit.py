@@ -12,8 +12,10 @@ from quantdesk.bus import MessageBus
 from quantdesk.clock import SimulatedClock
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine, EngineConfig
+from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
 from quantdesk.model import Bar, Instrument
+from quantdesk.risk.messages import Mode
 from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 
 MINUTE = 60_000_000_000
@@ -65,6 +67,7 @@ class Rig:
 
     def feed(self, *bars: Bar) -> None:
         for b in bars:
+            self.engine.end_cycle()
             self.clock.advance_to(b.ts_event)
             self.venue.on_bar(b)
             self.engine.on_bar(b)
@@ -91,7 +94,9 @@ def rig(
         venue=venue,
         instruments=by_symbol,
         cash=cash,
-        config=EngineConfig(default_qty=default_qty),
+        config=EngineConfig(
+            pipeline=PipelineConfig(risk=research_risk_config(default_qty), mode=Mode.BACKTEST)
+        ),
         event_log=log,
     )
     venue.set_price_source(engine.last_bar)

@@ -15,8 +15,9 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from quantdesk.backtest.stats import EquityCurve, Stats, TradeRecord
+from quantdesk.backtest.stats import EquityCurve, Stats
 from quantdesk.errors import UserError
+from quantdesk.portfolio.trades import TradeRecord
 
 MAX_CHART_POINTS = 2_000
 MAX_TRADE_ROWS = 500

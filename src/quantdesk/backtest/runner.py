@@ -19,15 +19,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from quantdesk.backtest.stats import EquityCurve, Stats, TradeRecord, compute_stats
-from quantdesk.backtest.trades import TradeBuilder
+from quantdesk.backtest.stats import EquityCurve, Stats, compute_stats
 from quantdesk.bus import MessageBus
 from quantdesk.clock import SimulatedClock
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine, EngineConfig
+from quantdesk.engine.pipeline import DecisionRecord, PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
 from quantdesk.model import Bar, Fill, Instrument, Order
+from quantdesk.portfolio.trades import TradeRecord
+from quantdesk.risk.messages import Mode
 from quantdesk.strategies import Strategy
 from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 from quantdesk.venues.sim.config import FillAt
@@ -66,6 +68,8 @@ class BacktestResult:
     event_count: int
     signals: int
     blocked: dict[str, int]
+    approved: int
+    decisions: list[DecisionRecord]
     instruments: dict[str, Instrument]
     bars: int
     meta: dict[str, str] = field(default_factory=dict)
@@ -83,9 +87,21 @@ class BacktestResult:
             "open_positions": [_open_dict(p) for p in self.open_positions],
             "stats": self.stats.to_dict(),
             "signals": self.signals,
+            "decisions": {"approved": self.approved, "blocked": sum(self.blocked.values())},
+            "blocked_by_reason": dict(sorted(self.blocked.items())),
+            "blocked_examples": [
+                {
+                    "time": _iso(d.signal.ts),
+                    "strategy": d.signal.strategy,
+                    "symbol": d.signal.symbol,
+                    "reasons": list(d.reasons),
+                    "details": list(d.details),
+                }
+                for d in self.decisions
+                if not d.approved
+            ][:50],
             "orders": len(self.orders),
             "fills": len(self.fills),
-            "blocked": dict(sorted(self.blocked.items())),
             "instruments": {s: _instrument_dict(i) for s, i in sorted(self.instruments.items())},
             "bars": self.bars,
             "event_count": self.event_count,
@@ -108,6 +124,7 @@ def run_backtest(
     progress: Progress | None = None,
     keep_event_log: bool = False,
     meta: Mapping[str, str] | None = None,
+    pipeline: PipelineConfig | None = None,
 ) -> BacktestResult:
     """Run `strategies` (each bound to its `symbol`) over `data` and return the result.
 
@@ -133,6 +150,7 @@ def run_backtest(
             progress=progress,
             keep_event_log=keep_event_log,
             meta=meta,
+            pipeline=pipeline,
         )
 
 
@@ -164,6 +182,7 @@ def _run(
     progress: Progress | None,
     keep_event_log: bool,
     meta: Mapping[str, str] | None,
+    pipeline: PipelineConfig | None,
 ) -> BacktestResult:
     missing = sorted({s.symbol for s in strategies} - set(data))
     if missing:
@@ -189,12 +208,12 @@ def _run(
         instruments=instrument_map,
         cash=cash,
         config=EngineConfig(
-            default_qty=default_qty,
             account_currency=currency,
             timezone=calendar.tz if calendar is not None else "UTC",
+            pipeline=pipeline or PipelineConfig(risk=research_risk_config(default_qty), mode=Mode.BACKTEST),
         ),
         event_log=event_log,
-        minutes_to_close=calendar.minutes_to_close if calendar is not None else None,
+        calendar=calendar,
     )
     venue.set_price_source(engine.last_bar)
     fills: list[Fill] = []
@@ -233,9 +252,16 @@ def _feed(
     alarms = clock.pending_alarms()
     advance = clock.advance_to
     set_time = clock.set_time
+    pending = engine.pipeline.pending
+    end_cycle = engine.end_cycle
+    last_t = None
     done = 0
     for symbols, ts, opens, highs, lows, closes, volumes in _chunks(series):
         for symbol, t, o, h, low, c, v in zip(symbols, ts, opens, highs, lows, closes, volumes, strict=True):
+            if pending and t != last_t:
+                # Time moves on: decide the last instant's signals before this bar opens.
+                end_cycle()
+            last_t = t
             bar = new_bar(Bar, (symbol, t, o, h, low, c, v, t))
             if alarms and alarms[0][0] <= t:
                 advance(t)
@@ -247,8 +273,11 @@ def _feed(
                 single(bar)
             else:
                 dispatchers[symbol](bar)
-            if fill_at_close and working:
-                venue_on_close(bar)
+            if fill_at_close:
+                if pending:
+                    end_cycle()
+                if working:
+                    venue_on_close(bar)
         done += len(ts)
         if progress is not None:
             progress(done, total)
@@ -302,17 +331,8 @@ def _result(
     total: int,
     meta: Mapping[str, str],
 ) -> BacktestResult:
-    builders: dict[tuple[str, str], TradeBuilder] = {}
-    for fill in fills:
-        strategy = engine.orders.strategy_of(fill.client_order_id)
-        key = (strategy, fill.symbol)
-        builder = builders.get(key)
-        if builder is None:
-            builder = builders[key] = TradeBuilder(strategy, fill.symbol, instruments[fill.symbol].multiplier)
-        builder.add(fill)
-    trades = sorted(
-        (t for b in builders.values() for t in b.closed), key=lambda t: (t.exit_time, t.entry_time)
-    )
+    builders = engine.trade_builders()
+    trades = sorted(engine.closed_trades, key=lambda t: (t.exit_time, t.entry_time))
     marks = engine.marks()
     open_positions = []
     for (strategy, symbol), builder in sorted(builders.items()):
@@ -348,7 +368,9 @@ def _result(
         event_log_sha256=event_log.sha256,
         event_count=event_log.count,
         signals=engine.signals,
-        blocked=dict(engine.blocked),
+        blocked={**engine.pipeline.blocked, **{f"MALFORMED: {k}": v for k, v in engine.malformed.items()}},
+        approved=engine.pipeline.approved,
+        decisions=engine.pipeline.decisions,
         instruments=instruments,
         bars=total,
         meta=dict(meta),

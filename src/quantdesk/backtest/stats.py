@@ -8,60 +8,16 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from quantdesk.errors import ConfigError, DataError
+from quantdesk.portfolio.trades import TradeRecord
 
 _NS_PER_DAY = 86_400 * 10**9
 _DAYS_PER_YEAR = 365.25
 _SIDES = ("LONG", "SHORT")
-
-
-class TradeRecord(msgspec.Struct, frozen=True):
-    """One closed round trip: entry and exit of one position in one symbol.
-
-    `pnl` is net of `fees`; times are UTC nanoseconds; `qty` is positive, `side` gives the
-    direction ("LONG" or "SHORT").
-    """
-
-    symbol: str
-    side: str
-    qty: Decimal
-    entry_time: int
-    exit_time: int
-    entry_price: Decimal
-    exit_price: Decimal
-    pnl: Decimal
-    fees: Decimal
-    strategy: str
-
-    def __post_init__(self) -> None:
-        if self.side not in _SIDES:
-            raise ValueError(f"TradeRecord.side must be LONG or SHORT, got {self.side!r}")
-        if self.qty <= 0:
-            raise ValueError(f"TradeRecord.qty must be positive, got {self.qty}")
-        if self.entry_price == 0:
-            raise ValueError("TradeRecord.entry_price must not be zero")
-        if self.exit_time < self.entry_time:
-            raise ValueError("TradeRecord.exit_time is before entry_time")
-
-    @property
-    def return_pct(self) -> float:
-        """Price return of the trade as a fraction (0.02 = +2 %), signed by side, before fees.
-
-        A long that buys at 100 and sells at 102 gives 0.02; a short over the same prices
-        gives -0.02. Fees are left out so the figure does not depend on contract multipliers.
-        """
-        move = self.exit_price / self.entry_price - 1
-        return float(move if self.side == "LONG" else -move)
-
-    @property
-    def duration_ns(self) -> int:
-        """Time held, in nanoseconds."""
-        return self.exit_time - self.entry_time
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -1,4 +1,5 @@
-"""The trading engine: routes market data to strategies, signals to execution, fills to the portfolio.
+"""The trading engine: routes market data to strategies, signals through the pipeline, fills to the
+portfolio; owns pause, flatten and the end-of-day schedule.
 
 It is the same object in every mode; only the clock, the feed and the venue
 given to it differ. It is synchronous and does no I/O.
@@ -6,53 +7,59 @@ given to it differ. It is synchronous and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from quantdesk.bus import MessageBus
-from quantdesk.clock import Clock
+from quantdesk.clock import Clock, TimeEvent, monotonic_ns
+from quantdesk.clock.calendar import MarketCalendar
+from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
-from quantdesk.model import (
-    Account,
-    Bar,
-    ExitSignal,
-    Fill,
-    Instrument,
-    Order,
-    Quote,
-    Signal,
-    Tick,
-)
+from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
 from quantdesk.portfolio import Portfolio
+from quantdesk.portfolio.trades import TradeBuilder, TradeRecord
+from quantdesk.risk.kill_switch import TradingState
+from quantdesk.risk.session import EndOfDay
 from quantdesk.strategies import Strategy
 from quantdesk.venues.base import Venue
 
 _ZERO = Decimal(0)
 _DAY_NS = 86_400_000_000_000
+_EXIT_REASONS = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
 
 
 @dataclass(frozen=True, slots=True)
 class SignalBlocked:
-    """A signal that did not become an order, and why (published on the bus, counted in results)."""
+    """A malformed signal refused before it reached the pipeline (published on the bus)."""
 
     signal: Signal
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Engine settings: the default order quantity when neither signal nor sizer gives one."""
+class FlattenReport:
+    """What a flatten did and how long it took to issue (monotonic ns)."""
 
-    default_qty: Decimal = Decimal(1)
+    canceled: int
+    closing_orders: int
+    duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Engine settings: account currency, the time zone of session days, the pipeline's config."""
+
     account_currency: str = "USD"
     timezone: str = "UTC"
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 class Engine:
-    """Wires strategies, execution and the portfolio around one clock, bus and venue.
+    """Wires strategies, the trading pipeline, execution and the portfolio around one clock,
+    bus and venue.
 
     Positions are tracked per strategy and symbol, so two strategies on one
     symbol never close each other's trades.
@@ -68,14 +75,21 @@ class Engine:
         cash: Decimal,
         config: EngineConfig | None = None,
         event_log: EventLog | None = None,
-        minutes_to_close: Callable[[int], float | None] | None = None,
+        calendar: MarketCalendar | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.clock = clock
         self.bus = bus
         self.instruments = instruments
         self.event_log = event_log or EventLog()
+        self.calendar = calendar
         self.portfolio = Portfolio(instruments, Account(self.config.account_currency, cash))
+        self.state = TradingState(clock.now_ns, self.config.pipeline.mode)
+        self.state.subscribe(
+            lambda change: self.event_log.record(
+                f"state {change.action} {change.actor} {change.ts} {change.reason}"
+            )
+        )
         self.orders = OrderManager(
             venue,
             instruments,
@@ -84,6 +98,7 @@ class Engine:
             on_fill=self._on_fill,
             on_order_update=self._on_order_update,
         )
+        self.pipeline = TradingPipeline(self, self.config.pipeline, calendar)
         self._strategies: list[Strategy] = []
         self._bar_handlers: dict[str, list[Callable[[Bar], None]]] = {}
         self._tick_handlers: dict[str, list[Callable[[Tick], None]]] = {}
@@ -92,13 +107,15 @@ class Engine:
         self._fill_listeners: dict[tuple[str, str], Strategy] = {}
         self._order_listeners: dict[tuple[str, str], Strategy] = {}
         self._strategy_qty: dict[tuple[str, str], Decimal] = {}
+        self._trade_builders: dict[tuple[str, str], TradeBuilder] = {}
+        self.closed_trades: list[TradeRecord] = []
         self.last_bar: dict[str, Bar] = {}
-        self._minutes_to_close = minutes_to_close
         self._tz = ZoneInfo(self.config.timezone)
         self._session_cache: dict[int, int] = {}
         self.signals = 0
-        self.blocked: dict[str, int] = {}
-        self._signal_hook: Callable[[Signal], None] = self._execute_signal
+        self.malformed: dict[str, int] = {}
+        self.flattens: list[FlattenReport] = []
+        self._end_of_day = EndOfDay(self.config.pipeline.risk, calendar) if calendar is not None else None
         self._publish_signals = False
         self._publish_bars = False
 
@@ -128,17 +145,15 @@ class Engine:
         if cls.on_quote is not Strategy.on_quote:
             self._quote_handlers.setdefault(strategy.symbol, []).append(strategy.on_quote)
 
-    def set_signal_pipeline(self, pipeline: Callable[[Signal], None]) -> None:
-        """Put ranking, risk and sizing between strategies and execution (the trading pipeline)."""
-        self._signal_hook = pipeline
-
     def start(self) -> None:
         self._publish_signals = self.bus.has_subscribers(Signal)
         self._publish_bars = self.bus.has_subscribers(Bar)
         for strategy in self._strategies:
             strategy.on_start()
+        self._schedule_flatten()
 
     def stop(self) -> None:
+        self.end_cycle()
         for strategy in self._strategies:
             strategy.on_stop()
 
@@ -188,6 +203,11 @@ class Engine:
         for handler in self._quote_handlers.get(quote.symbol, ()):
             handler(quote)
 
+    def end_cycle(self) -> None:
+        """Decide the signals of the instant just processed (a feed calls it when time moves on)."""
+        if self.pipeline.pending:
+            self.pipeline.end_cycle()
+
     # -- StrategyContext ----------------------------------------------------------------------
 
     def submit_signal(self, signal: Signal) -> None:
@@ -198,7 +218,11 @@ class Engine:
         )
         if self._publish_signals:
             self.bus.publish(signal)
-        self._signal_hook(signal)
+        problem = self.signal_problem(signal)
+        if problem:
+            self._refuse(signal, problem)
+            return
+        self.pipeline.on_signal(signal)
 
     def submit_exit(self, signal: ExitSignal) -> None:
         self.event_log.record(f"exit_signal {signal.strategy} {signal.symbol} {signal.ts} {signal.reason}")
@@ -220,41 +244,58 @@ class Engine:
         return (ts + offset) // _DAY_NS
 
     def minutes_to_close(self, ts: int) -> float | None:
-        return self._minutes_to_close(ts) if self._minutes_to_close is not None else None
+        return self.calendar.minutes_to_close(ts) if self.calendar is not None else None
 
-    # -- execution ----------------------------------------------------------------------------
+    # -- control --------------------------------------------------------------------------------
 
-    def block(self, signal: Signal, reason: str) -> None:
-        """Record that `signal` will not be executed (used by the pipeline and by bad input)."""
-        self.blocked[reason] = self.blocked.get(reason, 0) + 1
-        self.event_log.record(f"blocked {signal.strategy} {signal.symbol} {signal.ts} {reason}")
+    def pause(self, reason: str = "", actor: str = "system") -> None:
+        """No new entries; working exits and protective stops stay managed."""
+        self.state.pause(reason, actor)
+
+    def resume(self, reason: str = "", actor: str = "system") -> None:
+        self.state.resume(reason, actor)
+
+    def flatten(self, reason: str = "flatten", actor: str = "system", *, pause: bool = True) -> FlattenReport:
+        """Cancel every working order, then close every position at market. Idempotent.
+
+        `pause` (the kill-switch flatten) also stops new entries until `resume`;
+        the end-of-day flatten leaves entries to the cutoff instead.
+        """
+        started = monotonic_ns()
+        if pause:
+            self.state.pause(reason, actor)
+        canceled = self.orders.cancel_all()
+        closing = 0
+        for strategy, symbol, qty in self.open_strategy_positions():
+            if self.orders.exit(strategy, symbol, qty, reason) is not None:
+                closing += 1
+        report = FlattenReport(canceled, closing, monotonic_ns() - started)
+        self.flattens.append(report)
+        self.event_log.record(f"flatten {actor} {self.clock.now_ns()} {canceled} {closing} {reason}")
+        return report
+
+    def _schedule_flatten(self) -> None:
+        if self._end_of_day is None:
+            return
+        try:
+            at = self._end_of_day.next_flatten(self.clock.now_ns())
+        except Exception as error:  # past the calendar's range: no more sessions to flatten
+            self.event_log.record(f"no_flatten_schedule {error}")
+            return
+        self.clock.set_alarm("end_of_day_flatten", at, self._on_flatten_alarm)
+
+    def _on_flatten_alarm(self, event: TimeEvent) -> None:
+        self.end_cycle()
+        self.flatten("end of day", pause=False)
+        self._schedule_flatten()
+
+    # -- signals and fills ----------------------------------------------------------------------
+
+    def _refuse(self, signal: Signal, reason: str) -> None:
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+        self.event_log.record(f"refused {signal.strategy} {signal.symbol} {signal.ts} {reason}")
         if self.bus.has_subscribers(SignalBlocked):
             self.bus.publish(SignalBlocked(signal, reason))
-
-    def _execute_signal(self, signal: Signal) -> None:
-        """The core engine's default pipeline: the signal's own quantity, or the default."""
-        reason = self.signal_problem(signal)
-        if reason:
-            self.block(signal, reason)
-            return
-        instrument = self.instruments[signal.symbol]
-        qty = instrument.round_qty(signal.qty if signal.qty is not None else self.config.default_qty)
-        if qty <= 0:
-            self.block(signal, "quantity rounds to zero lots")
-            return
-        self.execute(signal, qty)
-
-    def execute(self, signal: Signal, qty: Decimal) -> Order:
-        """Send the entry for an approved, sized signal."""
-        return self.orders.enter(
-            signal.strategy,
-            signal.symbol,
-            signal.side,
-            qty,
-            entry=signal.entry,
-            stop=signal.stop,
-            target=signal.targets[0] if signal.targets else None,
-        )
 
     def signal_problem(self, signal: Signal) -> str:
         """Why a signal is malformed (stop on the wrong side, NaN prices, unknown symbol), or ''."""
@@ -283,6 +324,13 @@ class Engine:
         strategy_id = self.orders.strategy_of(order.client_order_id)
         key = (strategy_id, fill.symbol)
         self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+        builder = self._trade_builders.get(key)
+        if builder is None:
+            multiplier = self.instruments[fill.symbol].multiplier
+            builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
+        closed = builder.add(fill, _EXIT_REASONS.get(order.tag, order.tag.lower()))
+        if closed is not None:
+            self.closed_trades.append(closed)
         strategy = self._fill_listeners.get(key)
         if strategy is not None:
             strategy.on_fill(order, fill)
@@ -300,7 +348,13 @@ class Engine:
 
     def marks(self) -> dict[str, Decimal]:
         """The last close of every symbol as an exact price."""
-        return {symbol: self.instruments[symbol].price(bar.close) for symbol, bar in self.last_bar.items()}
+        return {
+            symbol: self.instruments[symbol].price_from_float(bar.close)
+            for symbol, bar in self.last_bar.items()
+        }
 
-    def open_strategy_positions(self) -> Iterable[tuple[str, str, Decimal]]:
+    def open_strategy_positions(self) -> list[tuple[str, str, Decimal]]:
         return [(s, sym, q) for (s, sym), q in self._strategy_qty.items() if q != 0]
+
+    def trade_builders(self) -> dict[tuple[str, str], TradeBuilder]:
+        return dict(self._trade_builders)

@@ -1,21 +1,28 @@
-"""Order management: turns entry and exit intents into orders, drives their state machine, keeps brackets.
+"""Order management: approved plans become orders with deterministic client ids, and OCO groups
+keep every filled entry protected.
 
-A bracket here is the simple form the core engine needs: once an entry fills
-(fully or partly), a protective stop and at most one target are placed for the
-filled quantity; when one of them fills the other is cancelled; an exit
-cancels both and closes at market. The trading-pipeline issue grows this into
-the full OCO manager.
+An OCO group is an entry with its protective stop and up to two targets. On
+every entry fill (full or partial) the children are sized to what is filled; a
+target fill shrinks the stop to what remains (and may move it to break-even);
+when the position is closed by any child the siblings are cancelled; a refused
+stop closes the position at market; if two children fill in a race and the
+position overshoots, the overfill is bought or sold back at market. Nothing
+outlives its group. Every order id is issued once by the `ClientIdRegistry` and
+never submitted twice: a replaced child gets a new attempt number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
 from quantdesk.clock import Clock
+from quantdesk.errors import RetryableError
+from quantdesk.execution.client_ids import ClientIdRegistry, Leg, plan_client_id
 from quantdesk.execution.event_log import EventLog
 from quantdesk.model import (
     Fill,
@@ -38,32 +45,58 @@ from quantdesk.venues.base import Venue
 _ZERO = Decimal(0)
 
 
-class Bracket(msgspec.Struct, eq=False):
-    """An entry and the exits that protect it; children die with the group."""
+class ExitPolicy(StrEnum):
+    """How a group's exits rest at the venue (DESIGN section 6).
 
-    group_id: str
+    BOTH_RESTING: stop and targets all rest (simulated exchange, Kite).
+    STOP_RESTING: only the stop rests; targets are held here and released when
+    touched — for venues that refuse exits exceeding the position (Alpaca).
+    """
+
+    BOTH_RESTING = "both_resting"
+    STOP_RESTING = "stop_resting"
+
+
+class OcoGroup(msgspec.Struct, eq=False):
+    """An entry and the exits that protect it."""
+
+    plan_id: str
     strategy: str
     symbol: str
     side: Side
     entry_id: str
     stop: Decimal | None
-    target: Decimal | None
+    targets: tuple[Decimal, ...]
+    tp1_share: Decimal
+    break_even: bool
+    entry_filled: Decimal = _ZERO
+    entry_cost: Decimal = _ZERO
+    exited: Decimal = _ZERO
+    tp_filled: list[Decimal] = msgspec.field(default_factory=lambda: [_ZERO, _ZERO])
     stop_id: str | None = None
-    target_id: str | None = None
+    tp_ids: list[str | None] = msgspec.field(default_factory=lambda: [None, None])
+    exit_ids: list[str] = msgspec.field(default_factory=list)
     closed: bool = False
-    child_ids: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def open_qty(self) -> Decimal:
+        return self.entry_filled - self.exited
+
+    def member_ids(self) -> list[str]:
+        ids = [self.entry_id, *self.exit_ids]
+        if self.stop_id is not None:
+            ids.append(self.stop_id)
+        ids.extend(i for i in self.tp_ids if i is not None)
+        return ids
 
 
 FillHandler = Callable[[Order, Fill], None]
 OrderHandler = Callable[[Order], None]
+AlertHandler = Callable[[str, str], None]
 
 
 class OrderManager:
-    """Creates, submits and tracks orders; the only code that talks to the venue.
-
-    Client order ids are deterministic (`<prefix><sequence>`), so the same run
-    produces the same ids; a duplicate venue event (same execution id) is ignored.
-    """
+    """Creates, submits and tracks orders; the only code that talks to the venue about orders."""
 
     def __init__(
         self,
@@ -74,8 +107,11 @@ class OrderManager:
         *,
         on_fill: FillHandler,
         on_order_update: OrderHandler,
-        id_prefix: str = "Q",
+        on_alert: AlertHandler | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        tp1_share: Decimal = Decimal("0.5"),
+        break_even_after_tp1: bool = False,
+        exit_policy: ExitPolicy = ExitPolicy.BOTH_RESTING,
     ) -> None:
         self._venue = venue
         self._instruments = instruments
@@ -83,14 +119,19 @@ class OrderManager:
         self._log = event_log
         self._on_fill = on_fill
         self._on_order_update = on_order_update
-        self._prefix = id_prefix
+        self._on_alert = on_alert
         self._tif = time_in_force
-        self._sequence = 0
+        self._tp1_share = tp1_share
+        self._break_even = break_even_after_tp1
+        self.exit_policy = exit_policy
+        self.ids = ClientIdRegistry(venue.capabilities)
         self.orders: dict[str, Order] = {}
         self._strategy_of: dict[str, str] = {}
-        self._bracket_of: dict[str, Bracket] = {}
-        self._open_brackets: dict[tuple[str, str], list[Bracket]] = {}
+        self._group_of: dict[str, OcoGroup] = {}
+        self._open_groups: dict[tuple[str, str], list[OcoGroup]] = {}
         self._execution_ids: set[str] = set()
+        self._replaced: set[str] = set()
+        self.alerts: list[tuple[str, str]] = []
         self._handlers: dict[type, Callable[[Order, Any], None]] = {
             OrderAccepted: self._on_accepted,
             OrderTriggered: self._on_triggered,
@@ -109,11 +150,15 @@ class OrderManager:
         side: Side,
         qty: Decimal,
         *,
+        plan_id: str,
         entry: Decimal | None = None,
         stop: Decimal | None = None,
-        target: Decimal | None = None,
+        targets: tuple[Decimal, ...] = (),
     ) -> Order:
-        """Submit an entry (market, or limit at `entry`) whose fills will get a stop and target."""
+        """Submit an approved entry (market, or limit at `entry`); its fills get a stop and targets.
+
+        Only the trading pipeline calls this, after the risk gate approved the plan.
+        """
         instrument = self._instruments[symbol]
         price = instrument.round_price(entry, side) if entry is not None else None
         order = self._new_order(
@@ -122,34 +167,61 @@ class OrderManager:
             side,
             qty,
             OrderType.LIMIT if price is not None else OrderType.MARKET,
+            plan_id=plan_id,
+            leg=Leg.ENTRY,
             price=price,
-            tag="ENTRY",
         )
-        bracket = Bracket(
-            group_id=order.client_order_id,
+        group = OcoGroup(
+            plan_id=plan_id,
             strategy=strategy,
             symbol=symbol,
             side=side,
             entry_id=order.client_order_id,
             stop=instrument.price(stop) if stop is not None else None,
-            target=instrument.round_price(target, side.opposite) if target is not None else None,
+            targets=tuple(instrument.round_price(t, side.opposite) for t in targets[:2]),
+            tp1_share=self._tp1_share,
+            break_even=self._break_even,
         )
-        self._bracket_of[order.client_order_id] = bracket
-        self._open_brackets.setdefault((strategy, symbol), []).append(bracket)
+        self._group_of[order.client_order_id] = group
+        self._open_groups.setdefault((strategy, symbol), []).append(group)
         self._submit(order)
         return order
 
     def exit(self, strategy: str, symbol: str, position_qty: Decimal, reason: str = "") -> Order | None:
-        """Cancel the strategy's working orders in `symbol` and close `position_qty` at market."""
-        for bracket in self._open_brackets.pop((strategy, symbol), []):
-            bracket.closed = True
-            for client_order_id in (bracket.entry_id, *bracket.child_ids):
-                self.cancel(client_order_id)
-        if position_qty == 0:
+        """Cancel the strategy's working orders in `symbol` and close `position_qty` at market.
+
+        Idempotent: while an exit for the position is already working, no second one is sent.
+        """
+        groups = self._open_groups.pop((strategy, symbol), [])
+        plan_id = groups[-1].plan_id if groups else ""
+        for group in groups:
+            group.closed = True
+            for client_order_id in group.member_ids():
+                if self.orders[client_order_id].tag != Leg.EXIT.value:
+                    self.cancel(client_order_id)
+        pending = sum(
+            (
+                o.leaves_qty * (1 if o.side is Side.BUY else -1)
+                for o in self.working_orders(symbol)
+                if o.tag == Leg.EXIT.value and self._strategy_of[o.client_order_id] == strategy
+            ),
+            _ZERO,
+        )
+        remaining = position_qty + pending
+        if remaining == 0:
             return None
-        side = Side.SELL if position_qty > 0 else Side.BUY
+        if not plan_id:
+            plan_id = self._orphan_plan_id(strategy, symbol, remaining)
+        side = Side.SELL if remaining > 0 else Side.BUY
         order = self._new_order(
-            strategy, symbol, side, abs(position_qty), OrderType.MARKET, tag="EXIT", reason=reason
+            strategy,
+            symbol,
+            side,
+            abs(remaining),
+            OrderType.MARKET,
+            plan_id=plan_id,
+            leg=Leg.EXIT,
+            reason=reason,
         )
         self._submit(order)
         return order
@@ -158,11 +230,36 @@ class OrderManager:
         order = self.orders.get(client_order_id)
         if order is None or not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
             return
+        if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+            # Not acknowledged yet: ask the venue anyway; the answer settles it.
+            self._venue.cancel_order(client_order_id)
+            return
         order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
         self._venue.cancel_order(client_order_id)
 
+    def cancel_all(self) -> int:
+        """Cancel every working order (the first half of a flatten); return how many were asked."""
+        working = self.working_orders()
+        for order in working:
+            group = self._group_of.get(order.client_order_id)
+            if group is not None:
+                group.closed = True
+            self.cancel(order.client_order_id)
+        self._open_groups.clear()
+        return len(working)
+
     def working_orders(self, symbol: str | None = None) -> list[Order]:
         return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def open_groups(self) -> list[OcoGroup]:
+        return [g for groups in self._open_groups.values() for g in groups if not g.closed]
+
+    def stop_for(self, strategy: str, symbol: str) -> Decimal | None:
+        """The protective stop price of the strategy's open group in `symbol`, if any."""
+        for group in self._open_groups.get((strategy, symbol), ()):
+            if not group.closed and group.stop is not None:
+                return group.stop
+        return None
 
     # -- venue events -------------------------------------------------------------------------
 
@@ -190,6 +287,9 @@ class OrderManager:
             order.transition(OrderStatus.TRIGGERED, event.ts_event)
 
     def _on_rejected(self, order: Order, event: OrderRejected) -> None:
+        if not order.can_transition(OrderStatus.REJECTED):
+            self._log.record(f"late_reject {order.client_order_id} {order.status.value}")
+            return
         order.transition(OrderStatus.REJECTED, event.ts_event, event.reason)
         self._log.record(f"rejected {order.client_order_id} {event.ts_event} {event.reason}")
         self._on_child_gone(order)
@@ -201,6 +301,7 @@ class OrderManager:
     def _on_expired(self, order: Order, event: OrderExpired) -> None:
         order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
         self._log.record(f"expired {order.client_order_id} {event.ts_event}")
+        self._on_child_gone(order)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -212,13 +313,13 @@ class OrderManager:
         qty: Decimal,
         order_type: OrderType,
         *,
+        plan_id: str,
+        leg: Leg,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
-        tag: str,
         reason: str = "",
     ) -> Order:
-        self._sequence += 1
-        client_order_id = f"{self._prefix}{self._sequence}"
+        client_order_id = self.ids.issue(plan_id, leg)
         order = Order(
             client_order_id=client_order_id,
             symbol=symbol,
@@ -228,7 +329,7 @@ class OrderManager:
             price=price,
             stop_price=stop_price,
             time_in_force=self._tif,
-            tag=tag,
+            tag=leg.value,
             ts_created=self._clock.now_ns(),
             reason=reason,
         )
@@ -247,10 +348,18 @@ class OrderManager:
             order.transition(OrderStatus.REJECTED, now, check.reason)
             self._log.record(f"rejected {order.client_order_id} {now} {check.reason}")
             self._on_order_update(order)
+            self._on_child_gone(order)
             return
         order.transition(OrderStatus.PENDING_SUBMIT, now)
         order.transition(OrderStatus.SUBMITTED, now)
-        self._venue.submit_order(order)
+        try:
+            self._venue.submit_order(order)
+        except RetryableError as error:
+            # A timeout or dropped connection: the outcome is unknown, never a rejection.
+            # The order stays in flight until a lookup by its client id settles it.
+            if order.status is OrderStatus.SUBMITTED:
+                order.transition(OrderStatus.UNKNOWN, now, str(error))
+            self._log.record(f"unknown {order.client_order_id} {now} {error}")
 
     def _handle_fill(self, order: Order, fill: Fill) -> None:
         if fill.execution_id in self._execution_ids:
@@ -267,124 +376,185 @@ class OrderManager:
             f"{fill.fee} {fill.ts_event}"
         )
         self._on_fill(order, fill)
-        bracket = self._bracket_of.get(order.client_order_id)
-        if bracket is not None and not bracket.closed:
-            if order.client_order_id == bracket.entry_id:
-                self._protect(bracket, fill.qty)
+        group = self._group_of.get(order.client_order_id)
+        if group is not None:
+            if order.client_order_id == group.entry_id:
+                self._on_entry_fill(group, fill)
             else:
-                self._on_child_fill(bracket, order, fill.qty)
+                self._on_exit_fill(group, order, fill)
         self._on_order_update(order)
 
-    def _protect(self, bracket: Bracket, qty: Decimal) -> None:
-        """Place (or grow) the stop and the target for a new entry fill of `qty`."""
-        exit_side = bracket.side.opposite
-        if bracket.stop is not None:
-            self._grow_child(bracket, "stop_id", OrderType.STOP, exit_side, qty, stop=bracket.stop)
-        if bracket.target is not None:
-            self._grow_child(bracket, "target_id", OrderType.LIMIT, exit_side, qty, price=bracket.target)
+    def _on_entry_fill(self, group: OcoGroup, fill: Fill) -> None:
+        group.entry_filled += fill.qty
+        group.entry_cost += fill.qty * fill.price
+        if group.closed:
+            # The group was closed (exit or flatten) while the entry was still working.
+            self._close_remainder(group, "entry filled after its group closed")
+            return
+        self._resize_children(group)
 
-    def _grow_child(
+    def _on_exit_fill(self, group: OcoGroup, order: Order, fill: Fill) -> None:
+        group.exited += fill.qty
+        if order.tag in (Leg.TP1.value, Leg.TP2.value):
+            leg = 0 if order.tag == Leg.TP1.value else 1
+            group.tp_filled[leg] += fill.qty
+            if leg == 0 and group.break_even and group.entry_filled > 0:
+                instrument = self._instruments[group.symbol]
+                group.stop = instrument.price(group.entry_cost / group.entry_filled)
+        if group.open_qty < 0:
+            # Two exits filled in a race: the position overshot. Take the overfill back.
+            over = -group.open_qty
+            self._alert("overfill", f"{group.symbol}: exits overfilled by {over}; correcting at market")
+            correction = self._new_order(
+                group.strategy,
+                group.symbol,
+                group.side,
+                over,
+                OrderType.MARKET,
+                plan_id=group.plan_id,
+                leg=Leg.EXIT,
+                reason="overfill correction",
+            )
+            group.exit_ids.append(correction.client_order_id)
+            group.exited -= over
+            self._group_of[correction.client_order_id] = group
+            self._close_group(group)
+            self._submit(correction)
+            return
+        entry = self.orders[group.entry_id]
+        if group.open_qty == 0 and not entry.is_open:
+            self._close_group(group)
+            return
+        if not group.closed:
+            self._resize_children(group)
+
+    def _resize_children(self, group: OcoGroup) -> None:
+        """Make the resting exits match what is open now (replacing orders, never amending ids)."""
+        open_qty = group.open_qty
+        exit_side = group.side.opposite
+        if group.stop is not None:
+            group.stop_id = self._ensure_child(
+                group, group.stop_id, Leg.STOP, OrderType.STOP, exit_side, open_qty, stop=group.stop
+            )
+        if not group.targets or self.exit_policy is ExitPolicy.STOP_RESTING:
+            return
+        instrument = self._instruments[group.symbol]
+        if len(group.targets) == 1:
+            wanted = [group.entry_filled - group.tp_filled[0]]
+        else:
+            tp1_total = instrument.round_qty(group.entry_filled * group.tp1_share)
+            wanted = [tp1_total - group.tp_filled[0], group.entry_filled - tp1_total - group.tp_filled[1]]
+        for leg_index, (target, qty) in enumerate(zip(group.targets, wanted, strict=False)):
+            leg = Leg.TP1 if leg_index == 0 else Leg.TP2
+            qty = min(qty, open_qty)
+            group.tp_ids[leg_index] = self._ensure_child(
+                group, group.tp_ids[leg_index], leg, OrderType.LIMIT, exit_side, qty, price=target
+            )
+
+    def _ensure_child(
         self,
-        bracket: Bracket,
-        slot: str,
+        group: OcoGroup,
+        current_id: str | None,
+        leg: Leg,
         order_type: OrderType,
         side: Side,
         qty: Decimal,
         *,
         price: Decimal | None = None,
         stop: Decimal | None = None,
-    ) -> None:
-        existing_id = getattr(bracket, slot)
-        if existing_id is not None:
-            existing = self.orders[existing_id]
-            if existing.is_open:
-                qty += existing.leaves_qty
-                self.cancel(existing_id)
+    ) -> str | None:
+        current = self.orders.get(current_id) if current_id is not None else None
+        if current is not None and current.is_open:
+            if current.leaves_qty == qty and current.price == price and current.stop_price == stop:
+                return current_id
+            self._replaced.add(current.client_order_id)
+            self.cancel(current.client_order_id)
+        if qty <= 0:
+            return None
         child = self._new_order(
-            bracket.strategy,
-            bracket.symbol,
+            group.strategy,
+            group.symbol,
             side,
             qty,
             order_type,
+            plan_id=group.plan_id,
+            leg=leg,
             price=price,
             stop_price=stop,
-            tag="STOP" if order_type is OrderType.STOP else "TP1",
         )
-        setattr(bracket, slot, child.client_order_id)
-        bracket.child_ids.append(child.client_order_id)
-        self._bracket_of[child.client_order_id] = bracket
+        self._group_of[child.client_order_id] = group
         self._submit(child)
+        return child.client_order_id
 
-    def _on_child_fill(self, bracket: Bracket, child: Order, qty: Decimal) -> None:
-        sibling_id = bracket.target_id if child.client_order_id == bracket.stop_id else bracket.stop_id
-        if sibling_id is None:
-            if child.status is OrderStatus.FILLED:
-                self._close_bracket(bracket)
-            return
-        sibling = self.orders[sibling_id]
-        if not sibling.is_open:
-            return
-        if child.status is OrderStatus.FILLED and sibling.leaves_qty <= qty:
-            self._close_bracket(bracket)
-            return
-        # A partial exit: shrink the sibling to what is left of the position.
-        remaining = sibling.leaves_qty - qty
-        slot = "stop_id" if sibling_id == bracket.stop_id else "target_id"
-        self.cancel(sibling_id)
-        if remaining > 0:
-            replacement = self._new_order(
-                bracket.strategy,
-                bracket.symbol,
-                sibling.side,
-                remaining,
-                sibling.order_type,
-                price=sibling.price,
-                stop_price=sibling.stop_price,
-                tag=sibling.tag,
-            )
-            setattr(bracket, slot, replacement.client_order_id)
-            bracket.child_ids.append(replacement.client_order_id)
-            self._bracket_of[replacement.client_order_id] = bracket
-            self._submit(replacement)
+    def _close_group(self, group: OcoGroup) -> None:
+        group.closed = True
+        for client_order_id in group.member_ids():
+            if self.orders[client_order_id].tag != Leg.EXIT.value:
+                self.cancel(client_order_id)
+        groups = self._open_groups.get((group.strategy, group.symbol))
+        if groups is not None and group in groups:
+            groups.remove(group)
+            if not groups:
+                del self._open_groups[(group.strategy, group.symbol)]
 
-    def _close_bracket(self, bracket: Bracket) -> None:
-        bracket.closed = True
-        for client_order_id in (bracket.entry_id, *bracket.child_ids):
-            self.cancel(client_order_id)
-        brackets = self._open_brackets.get((bracket.strategy, bracket.symbol))
-        if brackets is not None and bracket in brackets:
-            brackets.remove(bracket)
+    def _close_remainder(self, group: OcoGroup, reason: str) -> None:
+        qty = group.open_qty
+        if qty <= 0:
+            return
+        order = self._new_order(
+            group.strategy,
+            group.symbol,
+            group.side.opposite,
+            qty,
+            OrderType.MARKET,
+            plan_id=group.plan_id,
+            leg=Leg.EXIT,
+            reason=reason,
+        )
+        group.exit_ids.append(order.client_order_id)
+        group.exited += qty
+        self._group_of[order.client_order_id] = group
+        self._submit(order)
 
     def _on_child_gone(self, order: Order) -> None:
-        bracket = self._bracket_of.get(order.client_order_id)
-        if bracket is None or bracket.closed or order.client_order_id == bracket.entry_id:
+        """A child ended without filling (rejected or expired)."""
+        group = self._group_of.get(order.client_order_id)
+        if group is None or group.closed or order.client_order_id == group.entry_id:
+            if group is not None and order.client_order_id == group.entry_id and group.entry_filled == 0:
+                self._close_group(group)
             return
-        if order.client_order_id == bracket.stop_id:
+        if order.tag == Leg.STOP.value and order.client_order_id not in self._replaced:
             # A refused stop must not leave a naked position: close it at market.
+            self._alert(
+                "stop_rejected",
+                f"{group.symbol}: stop {order.client_order_id} refused: "
+                f"{order.reason}; closing {group.open_qty} at market",
+            )
             self._log.record(f"stop_rejected_flatten {order.client_order_id}")
-            filled = self.orders[bracket.entry_id].filled_qty
-            self._close_bracket(bracket)
-            if filled > 0:
-                exit_order = self._new_order(
-                    bracket.strategy,
-                    bracket.symbol,
-                    bracket.side.opposite,
-                    filled,
-                    OrderType.MARKET,
-                    tag="EXIT",
-                    reason="protective stop rejected",
-                )
-                self._submit(exit_order)
+            self._close_group(group)
+            self._close_remainder(group, "protective stop rejected")
+
+    def _alert(self, kind: str, message: str) -> None:
+        self.alerts.append((kind, message))
+        self._log.record(f"alert {kind} {message}")
+        if self._on_alert is not None:
+            self._on_alert(kind, message)
+
+    def _orphan_plan_id(self, strategy: str, symbol: str, qty: Decimal) -> str:
+        return plan_client_id(
+            strategy=strategy,
+            symbol=symbol,
+            side="FLATTEN",
+            entry=None,
+            stop=None,
+            targets=(),
+            qty=abs(qty),
+            signal_ts=self._clock.now_ns(),
+            config_sha="",
+        )
 
     def strategy_of(self, client_order_id: str) -> str:
         return self._strategy_of.get(client_order_id, "")
 
-    def has_working(self, strategy: str, symbol: str) -> bool:
-        return bool(self._open_brackets.get((strategy, symbol)))
-
-    @property
-    def submitted_count(self) -> int:
-        return self._sequence
-
-    def filled_quantity(self) -> Decimal:
-        return sum((o.filled_qty for o in self.orders.values()), _ZERO)
+    def group_of(self, client_order_id: str) -> OcoGroup | None:
+        return self._group_of.get(client_order_id)

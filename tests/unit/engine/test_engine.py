@@ -58,7 +58,6 @@ def _started(*strategies: Strategy):  # type: ignore[no-untyped-def]
         ({"kind": "long", "qty": -3}, "qty must be a positive number"),
         ({"kind": "long", "entry": float("nan")}, "entry must be a positive number"),
         ({"kind": "long", "targets": [float("nan")]}, "target must be a positive number"),
-        ({"kind": "long", "qty": D("0.4")}, "rounds to zero lots"),
     ],
 )
 def test_malformed_signals_are_blocked_with_a_reason_and_never_sent(
@@ -74,14 +73,14 @@ def test_malformed_signals_are_blocked_with_a_reason_and_never_sent(
     assert len(blocked) == 1 and reason in blocked[0].reason
     assert r.engine.orders.orders == {}
     assert r.venue.open_order_ids() == []
-    assert sum(r.engine.blocked.values()) == 1
-    assert "blocked" in "".join(r.log.lines or [])
+    assert sum(r.engine.malformed.values()) == 1
+    assert "refused" in "".join(r.log.lines or [])
 
 
 def test_a_signal_for_an_unknown_symbol_is_blocked() -> None:
     r = _started()
     r.engine.submit_signal(Signal("x", "ZZZ", Side.BUY, 0))
-    assert r.engine.blocked == {"unknown symbol ZZZ": 1}
+    assert r.engine.malformed == {"unknown symbol ZZZ": 1}
 
 
 def test_positions_are_tracked_per_strategy_so_exits_do_not_cross() -> None:
@@ -131,3 +130,15 @@ def test_session_key_is_the_local_day() -> None:
         config=EngineConfig(timezone="Asia/Kolkata"),
     )
     assert kolkata.session_key(ts) == 19_725
+
+
+def test_a_quantity_below_one_lot_is_blocked_by_the_sizer_with_a_recorded_decision() -> None:
+    strategy = Scripted("AAA")
+    r = _started(strategy)
+    r.feed(flat_bar(0, 100.0))
+    strategy.queue.append({"kind": "long", "qty": D("0.4")})
+    r.feed(flat_bar(1, 100.0), flat_bar(2, 100.0))
+    assert r.engine.orders.orders == {}
+    assert r.engine.pipeline.blocked == {"ZERO_SIZE": 1}
+    decision = r.engine.pipeline.decisions[-1]
+    assert not decision.approved and "less than one lot" in decision.details[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from kit import MINUTE, T0, bar, flat_bar, rig
+from quantdesk.execution.client_ids import plan_client_id
 from quantdesk.model import (
     Fill,
     Order,
@@ -18,14 +19,28 @@ from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 D = Decimal
 
 
-def _enter_long(r, qty="10", stop=None, target=None, entry=None):  # type: ignore[no-untyped-def]
+_PLANS = iter(range(1_000_000))
+
+
+def _enter_long(r, qty="10", stop=None, target=None, entry=None, targets=(), ts=None):  # type: ignore[no-untyped-def]
     return r.engine.orders.enter(
         "s",
         "AAA",
         Side.BUY,
         D(qty),
+        plan_id=plan_client_id(
+            strategy="s",
+            symbol="AAA",
+            side="BUY",
+            entry=None,
+            stop=None,
+            targets=(),
+            qty=D(qty),
+            signal_ts=next(_PLANS) if ts is None else ts,
+            config_sha="",
+        ),
         stop=D(stop) if stop else None,
-        target=D(target) if target else None,
+        targets=(D(target),) if target else tuple(D(t) for t in targets),
         entry=D(entry) if entry else None,
     )
 
@@ -148,7 +163,7 @@ def test_client_order_ids_are_unique_and_deterministic() -> None:
     def run() -> list[str]:
         r = rig()
         r.feed(flat_bar(0, 100.0))
-        _enter_long(r, stop="95", target="110")
+        _enter_long(r, stop="95", target="110", ts=1)
         r.feed(flat_bar(1, 100.0), bar(T0 + 2 * MINUTE, 100, 111, 99, 108))
         return list(r.engine.orders.orders)
 
@@ -160,7 +175,7 @@ def test_client_order_ids_are_unique_and_deterministic() -> None:
 def test_an_invalid_order_is_rejected_before_it_reaches_the_venue() -> None:
     r = rig()
     r.feed(flat_bar(0, 100.0))
-    order = r.engine.orders.enter("s", "AAA", Side.BUY, D("2.5"))
+    order = r.engine.orders.enter("s", "AAA", Side.BUY, D("2.5"), plan_id="ABCDEFGHIJKLMNOP")
     assert order.status is OrderStatus.REJECTED
     assert "lot" in order.reason
     assert r.venue.open_order_ids() == []

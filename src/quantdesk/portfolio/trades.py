@@ -1,12 +1,65 @@
-"""Round-trip trades from fills: a trade opens when a position leaves zero, closes when it returns."""
+"""Closed round trips: the trade record and the builder that makes them from fills.
+
+A trade opens when a position leaves zero and closes when it returns; a fill
+that flips the position closes one trade and opens the next.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from quantdesk.backtest.stats import TradeRecord
+import msgspec
+
 from quantdesk.model import Fill, Side
+
+_SIDES = ("LONG", "SHORT")
+
+
+class TradeRecord(msgspec.Struct, frozen=True):
+    """One closed round trip: entry and exit of one position in one symbol.
+
+    `pnl` is net of `fees`; times are UTC nanoseconds; `qty` is positive, `side` gives the
+    direction ("LONG" or "SHORT").
+    """
+
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_time: int
+    exit_time: int
+    entry_price: Decimal
+    exit_price: Decimal
+    pnl: Decimal
+    fees: Decimal
+    strategy: str
+    exit_reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.side not in _SIDES:
+            raise ValueError(f"TradeRecord.side must be LONG or SHORT, got {self.side!r}")
+        if self.qty <= 0:
+            raise ValueError(f"TradeRecord.qty must be positive, got {self.qty}")
+        if self.entry_price == 0:
+            raise ValueError("TradeRecord.entry_price must not be zero")
+        if self.exit_time < self.entry_time:
+            raise ValueError("TradeRecord.exit_time is before entry_time")
+
+    @property
+    def return_pct(self) -> float:
+        """Price return of the trade as a fraction (0.02 = +2 %), signed by side, before fees.
+
+        A long that buys at 100 and sells at 102 gives 0.02; a short over the same prices
+        gives -0.02. Fees are left out so the figure does not depend on contract multipliers.
+        """
+        move = self.exit_price / self.entry_price - 1
+        return float(move if self.side == "LONG" else -move)
+
+    @property
+    def duration_ns(self) -> int:
+        """Time held, in nanoseconds."""
+        return self.exit_time - self.entry_time
+
 
 _ZERO = Decimal(0)
 
@@ -40,7 +93,8 @@ class TradeBuilder:
     def open_trade(self) -> _OpenTrade | None:
         return self._open
 
-    def add(self, fill: Fill) -> None:
+    def add(self, fill: Fill, exit_reason: str = "") -> TradeRecord | None:
+        """Add a fill; return the trade it closed, if any."""
         qty = fill.qty
         buy = fill.side is Side.BUY
         trade = self._open
@@ -50,15 +104,14 @@ class TradeBuilder:
             trade.qty += qty
             trade.entry_value += qty * fill.price
             trade.fees += fill.fee
-            return
+            return None
         closing = qty if qty <= trade.qty else trade.qty
         fee = fill.fee if closing == qty else fill.fee * closing / qty
         trade.qty -= closing
         trade.exit_qty += closing
         trade.exit_value += closing * fill.price
         trade.fees += fee
-        if trade.qty == 0:
-            self._close(trade, fill.ts_event)
+        closed = self._close(trade, fill.ts_event, exit_reason) if trade.qty == 0 else None
         if closing < qty:
             # A flip: the rest of the fill opens the opposite trade with the rest of the fee.
             rest = qty - closing
@@ -69,8 +122,9 @@ class TradeBuilder:
                 entry_value=rest * fill.price,
                 fees=fill.fee - fee,
             )
+        return closed
 
-    def _close(self, trade: _OpenTrade, ts: int) -> None:
+    def _close(self, trade: _OpenTrade, ts: int, exit_reason: str) -> TradeRecord:
         total_in = trade.exit_qty  # opened and then closed: equal once the trade is flat
         avg_entry = trade.entry_value / total_in
         avg_exit = trade.exit_value / total_in
@@ -88,6 +142,8 @@ class TradeBuilder:
                 pnl=gross - trade.fees,
                 fees=trade.fees,
                 strategy=self.strategy,
+                exit_reason=exit_reason,
             )
         )
         self._open = None
+        return self.closed[-1]
