@@ -4,8 +4,10 @@ Each run happens in a fresh child process, so no run warms another's caches. Pea
 RSS is the engine's own: the watermark is reset (Linux /proc/self/clear_refs) after
 the data are generated, so it counts the run plus the interpreter and its imports;
 the process peak including data generation is kept as `process_peak_rss_mb`.
-For each engine and size the benchmark reports the median of `--repeat` runs: bars per second, wall seconds, peak RSS, trades and net
-P&L (the trade counts must agree across engines: they run the same strategy).
+For each engine and size the benchmark reports the median of `--repeat` runs:
+bars per second, wall seconds, peak RSS, trades and net P&L. Trade counts differ
+on tick-grid prices: float SMAs see phantom crosses where the two averages are
+exactly equal, quantdesk's exact SMA does not (see docs/PERFORMANCE.md).
 
     .venv/bin/python benchmarks/bench_engine.py                  # 100k and 1M bars
     .venv/bin/python benchmarks/bench_engine.py --bars 100000 --repeat 5 --json out/bench.json
@@ -50,11 +52,9 @@ def _reset_peak_rss() -> None:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError):
         # Hand the generator's freed temporaries back to the OS (glibc keeps them otherwise).
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
 
