@@ -67,7 +67,8 @@ class Rig:
 
     def feed(self, *bars: Bar) -> None:
         for b in bars:
-            self.engine.end_cycle()
+            if b.ts_event != self.clock.now_ns():
+                self.engine.end_cycle()
             self.clock.advance_to(b.ts_event)
             self.venue.on_bar(b)
             self.engine.on_bar(b)
@@ -81,6 +82,7 @@ def rig(
     config: SimVenueConfig | None = None,
     default_qty: Decimal = Decimal(1),
     is_open: Callable[[int], bool] | None = None,
+    pipeline: PipelineConfig | None = None,
 ) -> Rig:
     instruments = list(instruments) or [instrument()]
     by_symbol = {i.symbol: i for i in instruments}
@@ -95,7 +97,7 @@ def rig(
         instruments=by_symbol,
         cash=cash,
         config=EngineConfig(
-            pipeline=PipelineConfig(risk=research_risk_config(default_qty), mode=Mode.BACKTEST)
+            pipeline=pipeline or PipelineConfig(risk=research_risk_config(default_qty), mode=Mode.BACKTEST)
         ),
         event_log=log,
     )

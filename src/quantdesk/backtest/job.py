@@ -11,11 +11,14 @@ from typing import Any
 
 from quantdesk.backtest.report import render_html, write_html
 from quantdesk.backtest.runner import BacktestResult, Progress, run_backtest
+from quantdesk.config import TradingConfig, load_config
 from quantdesk.data.instruments import instrument_for, load_instruments
 from quantdesk.data.samples import resolve_data
 from quantdesk.data.series import BarSeries
+from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.errors import ConfigError, UserError
 from quantdesk.model import Instrument
+from quantdesk.risk.messages import Mode
 from quantdesk.strategies import get_strategy
 from quantdesk.venues.sim import FillAt, LimitFill, SimVenueConfig
 from quantdesk.venues.sim.fees import fee_model_from_name
@@ -42,6 +45,7 @@ class BacktestJob:
     calendar: str | None = None
     json_path: str | None = None
     report_path: str | None = None
+    config_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,21 @@ def run_job(job: BacktestJob, progress: Progress | None = None) -> JobOutput:
             f"{i.symbol}: tick {i.tick_size}, lot {i.lot_size} ({i.source})" for i in instruments.values()
         ),
     }
+    trading = (
+        load_config(job.config_file) if job.config_file else TradingConfig(risk=research_risk_config(job.qty))
+    )
+    pipeline = PipelineConfig(
+        risk=trading.risk,
+        ranking=trading.ranking,
+        protections=trading.protections,
+        mode=Mode.BACKTEST,
+        config_sha=trading.sha256(),
+    )
+    meta["risk limits"] = (
+        f"{job.config_file} (config SHA-256 {pipeline.config_sha[:12]}…)"
+        if job.config_file
+        else f"research defaults: wide caps, entries without a stop allowed, {job.qty} per entry"
+    )
     result = run_backtest(
         strategies,
         data,
@@ -117,6 +136,7 @@ def run_job(job: BacktestJob, progress: Progress | None = None) -> JobOutput:
         currency=job.currency,
         progress=progress,
         meta=meta,
+        pipeline=pipeline,
     )
     json_path = report_path = None
     if job.json_path:
@@ -125,13 +145,14 @@ def run_job(job: BacktestJob, progress: Progress | None = None) -> JobOutput:
     if job.report_path:
         report_meta = {**meta, "event log SHA-256": result.event_log_sha256}
         blocked = [{"reason": k, "count": str(v)} for k, v in sorted(result.blocked.items())]
+        decisions = [{"approved": str(result.approved), "blocked": str(sum(result.blocked.values()))}]
         html = render_html(
             title=f"{job.strategy} on {', '.join(data)}",
             stats=result.stats,
             equity=result.equity,
             trades=result.trades,
             meta=report_meta,
-            extra_tables={"Blocked signals": blocked} if blocked else {},
+            extra_tables={"Decisions": decisions, "Blocks by reason": blocked},
         )
         report_path = write_html(job.report_path, html)
     return JobOutput(result, json_path, report_path)

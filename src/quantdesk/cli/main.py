@@ -50,6 +50,9 @@ def backtest(
     lot_size: Annotated[str | None, typer.Option(help="Lot size (default 1).")] = None,
     currency: Annotated[str, typer.Option(help="Account currency.")] = "USD",
     calendar: Annotated[str | None, typer.Option(help="Exchange calendar, e.g. XNYS or XNSE.")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="Risk limits, sizing, ranking, protections (TOML/JSON).")
+    ] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="Write the JSON summary here.")] = None,
     report: Annotated[str | None, typer.Option(help="Write the HTML report here.")] = None,
 ) -> None:
@@ -79,6 +82,7 @@ def backtest(
             calendar=calendar,
             json_path=json_out,
             report_path=report,
+            config_file=config,
         )
         with Progress(
             TextColumn("backtest"),
@@ -128,7 +132,8 @@ def _print_summary(result: object) -> None:
         ("profit factor", f"{stats.profit_factor:.2f}"),
         ("exposure", f"{stats.exposure_pct:.1f}%"),
         ("open positions", f"{len(result.open_positions)}"),
-        ("signals / blocked", f"{result.signals} / {sum(result.blocked.values())}"),
+        ("signals", f"{result.signals}"),
+        ("decisions approved / blocked", f"{result.approved} / {sum(result.blocked.values())}"),
         ("event log SHA-256", result.event_log_sha256[:16] + "…"),
     ]
     for name, value in rows:

@@ -161,18 +161,19 @@ class TradingPipeline:
             self._record(signal, plan, Decision.block(plan, BlockReason.ZERO_SIZE, size.reason))
             return
         decision = self.gate.can_enter(plan, state)
-        self._record(signal, plan, decision)
+        plan_id = self._plan_id(plan)
+        self._record(signal, plan, decision, plan_id)
         if decision.approved:
-            self._approve(plan, signal)
+            self._approve(plan, signal, plan_id)
 
-    def _approve(self, plan: TradePlan, signal: Signal) -> None:
+    def _approve(self, plan: TradePlan, signal: Signal, plan_id: str) -> None:
         """The one place an entry order is created: after the gate approved `plan`."""
         self._engine.orders.enter(
             plan.strategy,
             plan.symbol,
             plan.side,
             plan.qty,
-            plan_id=self._plan_id(plan),
+            plan_id=plan_id,
             entry=signal.entry,
             stop=plan.stop,
             targets=plan.targets,
@@ -244,8 +245,7 @@ class TradingPipeline:
             last_data_ts=MappingProxyType({s: b.ts_init for s, b in engine.last_bar.items()}),
         )
 
-    def _record(self, signal: Signal, plan: TradePlan, decision: Decision) -> None:
-        plan_id = self._plan_id(plan) if plan.qty > 0 and plan.entry.is_finite() else ""
+    def _record(self, signal: Signal, plan: TradePlan, decision: Decision, plan_id: str = "") -> None:
         record = DecisionRecord(
             plan_id=plan_id,
             signal=signal,

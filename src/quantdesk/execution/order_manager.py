@@ -131,6 +131,9 @@ class OrderManager:
         self._open_groups: dict[tuple[str, str], list[OcoGroup]] = {}
         self._execution_ids: set[str] = set()
         self._replaced: set[str] = set()
+        self._last_plan: dict[tuple[str, str], str] = {}
+        # Orders not known to be terminal; pruned lazily by `working_orders`.
+        self._working: dict[str, Order] = {}
         self.alerts: list[tuple[str, str]] = []
         self._handlers: dict[type, Callable[[Order, Any], None]] = {
             OrderAccepted: self._on_accepted,
@@ -184,6 +187,7 @@ class OrderManager:
         )
         self._group_of[order.client_order_id] = group
         self._open_groups.setdefault((strategy, symbol), []).append(group)
+        self._last_plan[(strategy, symbol)] = plan_id
         self._submit(order)
         return order
 
@@ -238,8 +242,10 @@ class OrderManager:
         self._venue.cancel_order(client_order_id)
 
     def cancel_all(self) -> int:
-        """Cancel every working order (the first half of a flatten); return how many were asked."""
-        working = self.working_orders()
+        """Cancel every working order except closing exits (the first half of a flatten); return
+        how many were asked. Exits already working are the flatten's own second half: a repeated
+        flatten leaves them alone, so it sends nothing new."""
+        working = [o for o in self.working_orders() if o.tag != Leg.EXIT.value]
         for order in working:
             group = self._group_of.get(order.client_order_id)
             if group is not None:
@@ -249,7 +255,12 @@ class OrderManager:
         return len(working)
 
     def working_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+        """Orders that may still work at the venue, oldest first (from an index of open orders,
+        so the cost does not grow with the run's history)."""
+        working = self._working
+        for client_order_id in [cid for cid, o in working.items() if not o.is_open]:
+            del working[client_order_id]
+        return [o for o in working.values() if symbol is None or o.symbol == symbol]
 
     def open_groups(self) -> list[OcoGroup]:
         return [g for groups in self._open_groups.values() for g in groups if not g.closed]
@@ -334,6 +345,7 @@ class OrderManager:
             reason=reason,
         )
         self.orders[client_order_id] = order
+        self._working[client_order_id] = order
         self._strategy_of[client_order_id] = strategy
         return order
 
@@ -541,16 +553,21 @@ class OrderManager:
             self._on_alert(kind, message)
 
     def _orphan_plan_id(self, strategy: str, symbol: str, qty: Decimal) -> str:
+        """The plan an exit belongs to: the position's last plan, or a fresh one for a
+        position no plan opened here (e.g. adopted at reconciliation)."""
+        last = self._last_plan.get((strategy, symbol))
+        if last is not None:
+            return last
         return plan_client_id(
             strategy=strategy,
             symbol=symbol,
-            side="FLATTEN",
+            side="SELL" if qty > 0 else "BUY",
             entry=None,
             stop=None,
             targets=(),
             qty=abs(qty),
             signal_ts=self._clock.now_ns(),
-            config_sha="",
+            config_sha="flatten",
         )
 
     def strategy_of(self, client_order_id: str) -> str:

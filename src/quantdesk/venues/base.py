@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
-from quantdesk.model import Order, OrderEvent
+import msgspec
+
+from quantdesk.model import Order, OrderEvent, OrderStatus, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +45,33 @@ class Venue(Protocol):
     def submit_order(self, order: Order) -> None: ...
 
     def cancel_order(self, client_order_id: str) -> None: ...
+
+
+class VenueOrderState(msgspec.Struct, frozen=True):
+    """The venue's view of one order, from an order-book snapshot or a lookup by client id."""
+
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    filled_qty: Decimal
+    status: OrderStatus
+    ts: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+
+class OrderBookVenue(Venue, Protocol):
+    """A venue that answers for its orders: what is open, and what became of one client id.
+
+    Every real broker does (Alpaca: GET /v2/orders, by client_order_id; Kite: the
+    order book, searched by tag), and reconciliation and retries after a timeout
+    depend on it.
+    """
+
+    def open_orders(self) -> list[VenueOrderState]: ...
+
+    def query_order(self, client_order_id: str) -> VenueOrderState | None: ...

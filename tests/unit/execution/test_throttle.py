@@ -222,6 +222,16 @@ def test_a_clock_stepping_back_does_not_reopen_a_full_window() -> None:
     assert stepped_back.wait_ns == 6 * SECOND
 
 
+def test_a_clock_stepping_back_after_expiry_still_sees_the_expired_booking() -> None:
+    throttler, clock = _throttler((RateLimit("api", limit=1, interval_ns=SECOND),))
+    assert throttler.acquire("api").wait_ns == 0
+    clock.set_time(T0 + SECOND)
+    assert throttler.stats().usage == {"api": 0}  # the T0 booking is forgotten here
+    # A caller whose clock reads earlier must still not land in the T0 booking's window.
+    late_clock = throttler.acquire("api", now=T0 + 500 * MS)
+    assert late_clock.wait_ns == 500 * MS
+
+
 def test_unknown_limit_id_is_a_value_error_naming_it() -> None:
     throttler, _ = _throttler(ORDERS)
     with pytest.raises(ValueError, match="'ordres'"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -22,6 +23,7 @@ from quantdesk.model import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderStatus,
     OrderTriggered,
     OrderType,
     Quote,
@@ -29,7 +31,7 @@ from quantdesk.model import (
     Tick,
     TimeInForce,
 )
-from quantdesk.venues.base import VenueCapabilities, VenueListener
+from quantdesk.venues.base import VenueCapabilities, VenueListener, VenueOrderState
 from quantdesk.venues.sim.config import FillAt, LimitFill, SimVenueConfig
 from quantdesk.venues.sim.fees import FeeModel, NoFees
 from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match_on_price
@@ -55,6 +57,14 @@ class _Resting(msgspec.Struct, eq=False):
     session: object
     sequence: int
     triggered: bool = False
+
+
+_ZERO = Decimal(0)
+_TERMINAL_STATUS: dict[type, OrderStatus] = {
+    OrderCanceled: OrderStatus.CANCELED,
+    OrderExpired: OrderStatus.EXPIRED,
+    OrderRejected: OrderStatus.REJECTED,
+}
 
 
 def _utc_day(ts: int) -> int:
@@ -97,6 +107,8 @@ class SimulatedExchange:
         self._resting: dict[str, list[_Resting]] = {}
         self._by_id: dict[str, _Resting] = {}
         self._seen_ids: set[str] = set()
+        # Every order the venue has seen: [venue id, symbol, side, qty, filled, status, ts].
+        self._book: dict[str, list[Any]] = {}
         self._last_price: dict[str, float] = {}
         self._price_source: Mapping[str, Bar] = {}
         self._sequence = 0
@@ -120,8 +132,19 @@ class SimulatedExchange:
         now = self._now()
         reason = self._refusal(order, now)
         # Like Alpaca, an id is spent once submitted, even if the order was refused.
+        first_time = order.client_order_id not in self._seen_ids
         self._seen_ids.add(order.client_order_id)
         if reason:
+            if first_time:
+                self._book[order.client_order_id] = [
+                    "",
+                    order.symbol,
+                    order.side,
+                    order.qty,
+                    _ZERO,
+                    OrderStatus.REJECTED,
+                    now,
+                ]
             self._emit(OrderRejected(order.client_order_id, now, reason))
             return
         self._sequence += 1
@@ -143,6 +166,15 @@ class SimulatedExchange:
         )
         self._resting.setdefault(order.symbol, []).append(resting)
         self._by_id[order.client_order_id] = resting
+        self._book[order.client_order_id] = [
+            resting.venue_order_id,
+            order.symbol,
+            order.side,
+            order.qty,
+            _ZERO,
+            OrderStatus.ACCEPTED,
+            now,
+        ]
         self._emit(OrderAccepted(order.client_order_id, resting.venue_order_id, now))
 
     def cancel_order(self, client_order_id: str) -> None:
@@ -153,6 +185,18 @@ class SimulatedExchange:
         self._emit(OrderCanceled(client_order_id, self._now(), "canceled by request"))
 
     # -- queries a broker also answers ----------------------------------------------------------
+
+    def open_orders(self) -> list[VenueOrderState]:
+        """The venue's open orders, as a broker's order book lists them."""
+        return [self._state(cid) for cid in self._by_id]
+
+    def query_order(self, client_order_id: str) -> VenueOrderState | None:
+        """What became of `client_order_id` at this venue, or None if it never arrived."""
+        return self._state(client_order_id) if client_order_id in self._book else None
+
+    def _state(self, client_order_id: str) -> VenueOrderState:
+        venue_id, symbol, side, qty, filled, status, ts = self._book[client_order_id]
+        return VenueOrderState(client_order_id, venue_id, symbol, side, qty, filled, status, ts)
 
     def open_order_ids(self) -> list[str]:
         return list(self._by_id)
@@ -424,5 +468,16 @@ class SimulatedExchange:
                 del self._resting[resting.symbol]
 
     def _emit(self, event: OrderEvent) -> None:
+        entry = self._book.get(event.client_order_id)
+        if entry is not None:
+            kind = type(event)
+            if kind is OrderFilled:
+                fill = event.fill  # type: ignore[union-attr]
+                entry[4] += fill.qty
+                entry[5] = OrderStatus.FILLED if entry[4] == entry[3] else OrderStatus.PARTIALLY_FILLED
+                entry[6] = fill.ts_event
+            elif kind in _TERMINAL_STATUS:
+                entry[5] = _TERMINAL_STATUS[kind]
+                entry[6] = event.ts_event  # type: ignore[union-attr]
         if self._listener is not None:
             self._listener.on_order_event(event)
