@@ -7,7 +7,7 @@ given to it differ. It is synchronous and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -346,11 +346,12 @@ class Engine:
         if self.bus.has_subscribers(Order):
             self.bus.publish(order)
 
-    def marks(self) -> dict[str, Decimal]:
-        """The last close of every symbol as an exact price."""
+    def marks(self, symbols: Iterable[str] | None = None) -> dict[str, Decimal]:
+        """The last close of `symbols` (default: every symbol seen) as exact prices."""
+        last_bar = self.last_bar
+        wanted = last_bar if symbols is None else [s for s in symbols if s in last_bar]
         return {
-            symbol: self.instruments[symbol].price_from_float(bar.close)
-            for symbol, bar in self.last_bar.items()
+            symbol: self.instruments[symbol].price_from_float(last_bar[symbol].close) for symbol in wanted
         }
 
     def open_strategy_positions(self) -> list[tuple[str, str, Decimal]]:

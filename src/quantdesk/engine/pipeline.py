@@ -215,7 +215,8 @@ class TradingPipeline:
 
     def _risk_state(self, now: int) -> RiskState:
         engine = self._engine
-        marks = engine.marks()
+        open_positions = engine.open_strategy_positions()
+        marks = engine.marks({symbol for _, symbol, _ in open_positions})
         equity = engine.portfolio.equity(marks)
         realized = engine.portfolio.realized_pnl - engine.portfolio.account.fees_paid
         day = engine.session_key(now)
@@ -231,7 +232,7 @@ class TradingPipeline:
                 multiplier=engine.instruments[symbol].multiplier,
                 strategy=strategy,
             )
-            for strategy, symbol, qty in engine.open_strategy_positions()
+            for strategy, symbol, qty in open_positions
         )
         return RiskState(
             equity=equity,

@@ -52,8 +52,9 @@ class TradeRecord(msgspec.Struct, frozen=True):
         A long that buys at 100 and sells at 102 gives 0.02; a short over the same prices
         gives -0.02. Fees are left out so the figure does not depend on contract multipliers.
         """
-        move = self.exit_price / self.entry_price - 1
-        return float(move if self.side == "LONG" else -move)
+        # Float division: a ratio for statistics and protections, asked for often.
+        move = float(self.exit_price) / float(self.entry_price) - 1.0
+        return move if self.side == "LONG" else -move
 
     @property
     def duration_ns(self) -> int:

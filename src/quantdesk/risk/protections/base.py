@@ -224,6 +224,10 @@ def closed_between(
     The window's start is exclusive like freqtrade's `close_date > now - lookback`; trades that
     close after `now` are left out so a backtest may pass its whole trade list.
     """
+    if isinstance(trades, Sequence):
+        window = _tail_window(trades, start, now, symbol, side)
+        if window is not None:
+            return window
     selected = [
         trade
         for trade in trades
@@ -233,6 +237,30 @@ def closed_between(
         and (side is None or trade.side == side)
     ]
     return sorted(selected, key=_exit_time)
+
+
+def _tail_window(
+    trades: Sequence[TradeView], start: int, now: int, symbol: str | None, side: str | None
+) -> list[TradeView] | None:
+    """The window read from the end of a list kept in exit order (as a session's closed trades
+    are), stopping at the window's start; None if the list turns out not to be in exit order."""
+    selected: list[TradeView] = []
+    later = None
+    for trade in reversed(trades):
+        exit_time = trade.exit_time or 0
+        if later is not None and exit_time > later:
+            return None
+        later = exit_time
+        if exit_time <= start:
+            break
+        if (
+            exit_time <= now
+            and (symbol is None or trade.symbol == symbol)
+            and (side is None or trade.side == side)
+        ):
+            selected.append(trade)
+    selected.reverse()
+    return selected
 
 
 def _exit_time(trade: TradeView) -> int:
