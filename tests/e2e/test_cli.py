@@ -110,3 +110,17 @@ def test_strategies_and_samples_are_listed() -> None:
     assert strategies.returncode == 0 and "vwap_micro_mean_reversion" in strategies.stdout
     samples = _run("samples")
     assert "sample:GOOG" in samples.stdout and "sample:EURUSD_1H" in samples.stdout
+
+
+def test_db_upgrade_current_and_downgrade_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    assert "at revision 0001" in _run("db", "upgrade", "--db", url).stdout
+    assert "revision 0001 (head 0001)" in _run("db", "current", "--db", url).stdout
+    assert "at revision base" in _run("db", "downgrade", "--db", url).stdout
+
+
+def test_db_upgrade_with_the_database_down_is_one_line_and_exit_2() -> None:
+    result = _run("db", "upgrade", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    assert result.returncode == 2
+    assert "cannot reach postgresql+psycopg://postgres@127.0.0.1:1/test" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from quantdesk.errors import UserError
+from quantdesk.errors import QuantdeskError
 
 app = typer.Typer(
     name="quantdesk",
@@ -100,7 +100,7 @@ def backtest(
                     bar.update(task, completed=done, total=total)
 
             output = run_job(job, progress)
-    except UserError as error:
+    except QuantdeskError as error:
         raise _fail(error) from None
     _print_summary(output.result)
     if output.json_path:
@@ -167,10 +167,61 @@ def samples() -> None:
         console.print(f"sample:{name}")
 
 
+db_app = typer.Typer(help="The store: migrations of the audit-chain database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+_DB_HELP = "Database URL (default: QUANTDESK_DB_URL, else SQLite in ./var/quantdesk.db)."
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the database schema to the latest revision."""
+    from quantdesk.store import current_revision, database_url, safe_url, upgrade
+
+    try:
+        url = database_url(db)
+        upgrade(url, revision)
+        console.print(f"{safe_url(url)}: at revision {current_revision(url)}")
+    except QuantdeskError as error:
+        raise _fail(error) from None
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
+    revision: Annotated[str, typer.Option(help="Target revision (base removes every table).")] = "base",
+) -> None:
+    """Migrate the schema down (to base: drop every table quantdesk created)."""
+    from quantdesk.store import current_revision, database_url, downgrade, safe_url
+
+    try:
+        url = database_url(db)
+        downgrade(url, revision)
+        console.print(f"{safe_url(url)}: at revision {current_revision(url) or 'base'}")
+    except QuantdeskError as error:
+        raise _fail(error) from None
+
+
+@db_app.command("current")
+def db_current(db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None) -> None:
+    """Show the schema revision of the database."""
+    from quantdesk.store import current_revision, database_url, head_revision, safe_url
+
+    try:
+        url = database_url(db)
+        current = current_revision(url)
+        console.print(f"{safe_url(url)}: revision {current or 'none'} (head {head_revision()})")
+    except QuantdeskError as error:
+        raise _fail(error) from None
+
+
 def main() -> None:
     try:
         app()
-    except UserError as error:  # pragma: no cover - commands catch their own
+    except QuantdeskError as error:  # pragma: no cover - commands catch their own
         errors.print(f"error: {error}")
         sys.exit(2)
 
