@@ -71,7 +71,11 @@ class OcoGroup(msgspec.Struct, eq=False):
     break_even: bool
     entry_filled: Decimal = _ZERO
     entry_cost: Decimal = _ZERO
+    # Net quantity closed by the group's own exit fills (a buy-back of an overfill counts negative).
     exited: Decimal = _ZERO
+    # What a strategy-level exit or flatten took over closing when it closed the group: its market
+    # order is not the group's, so its fills are not in `exited`.
+    flattened: Decimal = _ZERO
     tp_filled: list[Decimal] = msgspec.field(default_factory=lambda: [_ZERO, _ZERO])
     stop_id: str | None = None
     tp_ids: list[str | None] = msgspec.field(default_factory=lambda: [None, None])
@@ -80,7 +84,7 @@ class OcoGroup(msgspec.Struct, eq=False):
 
     @property
     def open_qty(self) -> Decimal:
-        return self.entry_filled - self.exited
+        return self.entry_filled - self.exited - self.flattened
 
     def member_ids(self) -> list[str]:
         ids = [self.entry_id, *self.exit_ids]
@@ -131,6 +135,7 @@ class OrderManager:
         self._open_groups: dict[tuple[str, str], list[OcoGroup]] = {}
         self._execution_ids: set[str] = set()
         self._replaced: set[str] = set()
+        self._cancel_asked: set[str] = set()
         self._last_plan: dict[tuple[str, str], str] = {}
         # Orders not known to be terminal; pruned lazily by `working_orders`.
         self._working: dict[str, Order] = {}
@@ -203,6 +208,10 @@ class OrderManager:
             for client_order_id in group.member_ids():
                 if self.orders[client_order_id].tag != Leg.EXIT.value:
                     self.cancel(client_order_id)
+            # The order below closes what the group holds beyond its own working exits; a late
+            # fill of the entry or of a child then shows up against this share, not twice.
+            closes, buybacks = self._pending_exits(group)
+            group.flattened += group.open_qty - closes + buybacks
         pending = sum(
             (
                 o.leaves_qty * (1 if o.side is Side.BUY else -1)
@@ -235,11 +244,18 @@ class OrderManager:
         if order is None or not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
             return
         if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-            # Not acknowledged yet: ask the venue anyway; the answer settles it.
+            # Not acknowledged yet: ask the venue anyway (once); the answer settles it.
+            if client_order_id in self._cancel_asked:
+                return
+            self._cancel_asked.add(client_order_id)
+        else:
+            order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
+        try:
             self._venue.cancel_order(client_order_id)
-            return
-        order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
-        self._venue.cancel_order(client_order_id)
+        except RetryableError as error:
+            # A dropped connection: whether the cancel arrived is unknown, and the caller (often
+            # a fill being handled) must go on; the order stays in doubt until a lookup settles it.
+            self._log.record(f"cancel_unknown {client_order_id} {self._clock.now_ns()} {error}")
 
     def cancel_all(self) -> int:
         """Cancel every working order except closing exits (the first half of a flatten); return
@@ -251,7 +267,15 @@ class OrderManager:
             if group is not None:
                 group.closed = True
             self.cancel(order.client_order_id)
-        self._open_groups.clear()
+        for key, groups in list(self._open_groups.items()):
+            for group in groups:
+                group.closed = True
+            # A group still holding a position stays findable: the `exit` that follows takes it over.
+            holding = [group for group in groups if group.open_qty != 0]
+            if holding:
+                self._open_groups[key] = holding
+            else:
+                del self._open_groups[key]
         return len(working)
 
     def working_orders(self, symbol: str | None = None) -> list[Order]:
@@ -308,6 +332,10 @@ class OrderManager:
     def _on_canceled(self, order: Order, event: OrderCanceled) -> None:
         order.transition(OrderStatus.CANCELED, event.ts_event, event.reason)
         self._log.record(f"canceled {order.client_order_id} {event.ts_event}")
+        group = self._group_of.get(order.client_order_id)
+        # An entry ended with nothing open (never filled, or all closed): nothing left to guard.
+        if group is not None and order.client_order_id == group.entry_id and group.open_qty == 0:
+            self._close_group(group)
 
     def _on_expired(self, order: Order, event: OrderExpired) -> None:
         order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
@@ -377,6 +405,8 @@ class OrderManager:
         if fill.execution_id in self._execution_ids:
             return
         self._execution_ids.add(fill.execution_id)
+        if not order.venue_order_id:
+            order.venue_order_id = fill.venue_order_id  # a fill may come before the accept
         if order.can_transition(OrderStatus.PARTIALLY_FILLED) or order.can_transition(OrderStatus.FILLED):
             order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         else:
@@ -401,44 +431,31 @@ class OrderManager:
         group.entry_cost += fill.qty * fill.price
         if group.closed:
             # The group was closed (exit or flatten) while the entry was still working.
-            self._close_remainder(group, "entry filled after its group closed")
+            self._settle(group, "entry filled after its group closed")
             return
         self._resize_children(group)
 
     def _on_exit_fill(self, group: OcoGroup, order: Order, fill: Fill) -> None:
-        group.exited += fill.qty
+        if order.side is group.side:
+            group.exited -= fill.qty  # an overfill bought (or sold) back
+        else:
+            group.exited += fill.qty
         if order.tag in (Leg.TP1.value, Leg.TP2.value):
             leg = 0 if order.tag == Leg.TP1.value else 1
             group.tp_filled[leg] += fill.qty
             if leg == 0 and group.break_even and group.entry_filled > 0:
                 instrument = self._instruments[group.symbol]
                 group.stop = instrument.price(group.entry_cost / group.entry_filled)
-        if group.open_qty < 0:
-            # Two exits filled in a race: the position overshot. Take the overfill back.
-            over = -group.open_qty
-            self._alert("overfill", f"{group.symbol}: exits overfilled by {over}; correcting at market")
-            correction = self._new_order(
-                group.strategy,
-                group.symbol,
-                group.side,
-                over,
-                OrderType.MARKET,
-                plan_id=group.plan_id,
-                leg=Leg.EXIT,
-                reason="overfill correction",
-            )
-            group.exit_ids.append(correction.client_order_id)
-            group.exited -= over
-            self._group_of[correction.client_order_id] = group
+        if group.closed or group.open_qty < 0:
+            # A late fill of a closed group, or two exits filled in a race: settle what is left.
             self._close_group(group)
-            self._submit(correction)
+            self._settle(group, "exit filled after its group closed")
             return
         entry = self.orders[group.entry_id]
         if group.open_qty == 0 and not entry.is_open:
             self._close_group(group)
             return
-        if not group.closed:
-            self._resize_children(group)
+        self._resize_children(group)
 
     def _resize_children(self, group: OcoGroup) -> None:
         """Make the resting exits match what is open now (replacing orders, never amending ids)."""
@@ -448,7 +465,8 @@ class OrderManager:
             group.stop_id = self._ensure_child(
                 group, group.stop_id, Leg.STOP, OrderType.STOP, exit_side, open_qty, stop=group.stop
             )
-        if not group.targets or self.exit_policy is ExitPolicy.STOP_RESTING:
+        # A stop refused on the spot has closed the group already: no target may follow it.
+        if group.closed or not group.targets or self.exit_policy is ExitPolicy.STOP_RESTING:
             return
         instrument = self._instruments[group.symbol]
         if len(group.targets) == 1:
@@ -509,14 +527,35 @@ class OrderManager:
             if not groups:
                 del self._open_groups[(group.strategy, group.symbol)]
 
-    def _close_remainder(self, group: OcoGroup, reason: str) -> None:
-        qty = group.open_qty
-        if qty <= 0:
+    def _pending_exits(self, group: OcoGroup) -> tuple[Decimal, Decimal]:
+        """What the group's working market exits will still close, and still buy back."""
+        closes = buybacks = _ZERO
+        for client_order_id in group.exit_ids:
+            order = self.orders[client_order_id]
+            if order.is_open:
+                if order.side is group.side:
+                    buybacks += order.leaves_qty
+                else:
+                    closes += order.leaves_qty
+        return closes, buybacks
+
+    def _settle(self, group: OcoGroup, reason: str) -> None:
+        """Bring a closed group to flat at market: close what is open beyond its working exits, or
+        take back an overfill (what filled, not what may still fill) with an alert."""
+        closes, buybacks = self._pending_exits(group)
+        open_qty = group.open_qty
+        if open_qty > closes:
+            side, qty = group.side.opposite, open_qty - closes
+        elif -open_qty > buybacks:
+            side, qty = group.side, -open_qty - buybacks
+            reason = "overfill correction"
+            self._alert("overfill", f"{group.symbol}: exits overfilled by {qty}; correcting at market")
+        else:
             return
         order = self._new_order(
             group.strategy,
             group.symbol,
-            group.side.opposite,
+            side,
             qty,
             OrderType.MARKET,
             plan_id=group.plan_id,
@@ -524,7 +563,6 @@ class OrderManager:
             reason=reason,
         )
         group.exit_ids.append(order.client_order_id)
-        group.exited += qty
         self._group_of[order.client_order_id] = group
         self._submit(order)
 
@@ -532,7 +570,7 @@ class OrderManager:
         """A child ended without filling (rejected or expired)."""
         group = self._group_of.get(order.client_order_id)
         if group is None or group.closed or order.client_order_id == group.entry_id:
-            if group is not None and order.client_order_id == group.entry_id and group.entry_filled == 0:
+            if group is not None and order.client_order_id == group.entry_id and group.open_qty == 0:
                 self._close_group(group)
             return
         if order.tag == Leg.STOP.value and order.client_order_id not in self._replaced:
@@ -544,7 +582,7 @@ class OrderManager:
             )
             self._log.record(f"stop_rejected_flatten {order.client_order_id}")
             self._close_group(group)
-            self._close_remainder(group, "protective stop rejected")
+            self._settle(group, "protective stop rejected")
 
     def _alert(self, kind: str, message: str) -> None:
         self.alerts.append((kind, message))
