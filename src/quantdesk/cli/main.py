@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from typing import Annotated
 
 import typer
@@ -216,6 +217,57 @@ def db_current(db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None) ->
         console.print(f"{safe_url(url)}: revision {current or 'none'} (head {head_revision()})")
     except QuantdeskError as error:
         raise _fail(error) from None
+
+
+report_app = typer.Typer(help="Reports from the store.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+burnin_app = typer.Typer(help="Burn-in acceptance of a paper day.", no_args_is_help=True)
+app.add_typer(burnin_app, name="burnin")
+
+
+def _day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise QuantdeskError(f"--date {text!r}: expected YYYY-MM-DD") from None
+
+
+@report_app.command("daily")
+def report_daily(
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the day.")] = "UTC",
+    html: Annotated[str | None, typer.Option(help="Also write the report as HTML here.")] = None,
+) -> None:
+    """Signals, decisions, orders, fills, P&L, blocks by reason, OCO lifecycles, flattens of a day."""
+    from quantdesk.store.burnin import report_daily as run_report
+
+    try:
+        run_report(db, _day(date_), tz, html, console=console)
+    except QuantdeskError as error:
+        raise _fail(error) from None
+
+
+@burnin_app.command("check")
+def burnin_check(
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the day.")] = "UTC",
+) -> None:
+    """Evaluate a paper day's acceptance criteria; exit 0 only when every one passes."""
+    from quantdesk.store.burnin import burnin_check_command
+
+    try:
+        code = burnin_check_command(db, _day(date_), tz, console=console)
+    except QuantdeskError as error:
+        raise _fail(error) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:
