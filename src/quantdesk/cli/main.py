@@ -236,9 +236,7 @@ def _day(text: str | None) -> date | None:
 
 @report_app.command("daily")
 def report_daily(
-    date_: Annotated[
-        str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")
-    ] = None,
+    date_: Annotated[str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")] = None,
     db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
     tz: Annotated[str, typer.Option(help="Time zone of the day.")] = "UTC",
     html: Annotated[str | None, typer.Option(help="Also write the report as HTML here.")] = None,
@@ -254,9 +252,7 @@ def report_daily(
 
 @burnin_app.command("check")
 def burnin_check(
-    date_: Annotated[
-        str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")
-    ] = None,
+    date_: Annotated[str | None, typer.Option("--date", help="Day (YYYY-MM-DD); default: newest.")] = None,
     db: Annotated[str | None, typer.Option(help=_DB_HELP)] = None,
     tz: Annotated[str, typer.Option(help="Time zone of the day.")] = "UTC",
 ) -> None:

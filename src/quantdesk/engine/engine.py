@@ -18,6 +18,7 @@ from quantdesk.clock import Clock, TimeEvent, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
+from quantdesk.execution.order_manager import BeforeSend
 from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
 from quantdesk.portfolio import Portfolio
 from quantdesk.portfolio.trades import TradeBuilder, TradeRecord
@@ -76,6 +77,7 @@ class Engine:
         config: EngineConfig | None = None,
         event_log: EventLog | None = None,
         calendar: MarketCalendar | None = None,
+        before_send: BeforeSend | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.clock = clock
@@ -97,6 +99,7 @@ class Engine:
             self.event_log,
             on_fill=self._on_fill,
             on_order_update=self._on_order_update,
+            before_send=before_send,
         )
         self.pipeline = TradingPipeline(self, self.config.pipeline, calendar)
         self._strategies: list[Strategy] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -99,6 +99,12 @@ OrderHandler = Callable[[Order], None]
 AlertHandler = Callable[[str, str], None]
 
 
+class BeforeSend(Protocol):
+    """Commits the order's row before the venue call; a RetryableError means: do not send."""
+
+    def __call__(self, order: Order, *, strategy: str, plan_id: str) -> None: ...
+
+
 class OrderManager:
     """Creates, submits and tracks orders; the only code that talks to the venue about orders."""
 
@@ -116,6 +122,7 @@ class OrderManager:
         tp1_share: Decimal = Decimal("0.5"),
         break_even_after_tp1: bool = False,
         exit_policy: ExitPolicy = ExitPolicy.BOTH_RESTING,
+        before_send: BeforeSend | None = None,
     ) -> None:
         self._venue = venue
         self._instruments = instruments
@@ -128,6 +135,7 @@ class OrderManager:
         self._tp1_share = tp1_share
         self._break_even = break_even_after_tp1
         self.exit_policy = exit_policy
+        self._before_send = before_send
         self.ids = ClientIdRegistry(venue.capabilities)
         self.orders: dict[str, Order] = {}
         self._strategy_of: dict[str, str] = {}
@@ -135,10 +143,10 @@ class OrderManager:
         self._open_groups: dict[tuple[str, str], list[OcoGroup]] = {}
         self._execution_ids: set[str] = set()
         self._replaced: set[str] = set()
-        self._cancel_asked: set[str] = set()
         self._last_plan: dict[tuple[str, str], str] = {}
         # Orders not known to be terminal; pruned lazily by `working_orders`.
         self._working: dict[str, Order] = {}
+        self._cancel_requested: set[str] = set()
         self.alerts: list[tuple[str, str]] = []
         self._handlers: dict[type, Callable[[Order, Any], None]] = {
             OrderAccepted: self._on_accepted,
@@ -221,7 +229,9 @@ class OrderManager:
             _ZERO,
         )
         remaining = position_qty + pending
-        if remaining == 0:
+        if remaining == 0 or (remaining > 0) != (position_qty > 0):
+            # Working exits already cover the position (or more): an exit never opens the other
+            # way on what may still fill; an overfill, once it happens, is corrected by its group.
             return None
         if not plan_id:
             plan_id = self._orphan_plan_id(strategy, symbol, remaining)
@@ -241,21 +251,17 @@ class OrderManager:
 
     def cancel(self, client_order_id: str) -> None:
         order = self.orders.get(client_order_id)
-        if order is None or not order.is_open or order.status is OrderStatus.PENDING_CANCEL:
-            return
-        if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-            # Not acknowledged yet: ask the venue anyway (once); the answer settles it.
-            if client_order_id in self._cancel_asked:
-                return
-            self._cancel_asked.add(client_order_id)
-        else:
+        if order is None or not order.is_open or client_order_id in self._cancel_requested:
+            return  # asked once already: a repeat (a second flatten) sends nothing new
+        self._cancel_requested.add(client_order_id)
+        if order.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
             order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
         try:
             self._venue.cancel_order(client_order_id)
         except RetryableError as error:
-            # A dropped connection: whether the cancel arrived is unknown, and the caller (often
-            # a fill being handled) must go on; the order stays in doubt until a lookup settles it.
-            self._log.record(f"cancel_unknown {client_order_id} {self._clock.now_ns()} {error}")
+            # The cancel's outcome is unknown: the order stays in doubt until a lookup
+            # (`resolve_unknown`) settles it or asks again.
+            self._log.record(f"cancel_unknown {client_order_id} {error}")
 
     def cancel_all(self) -> int:
         """Cancel every working order except closing exits (the first half of a flatten); return
@@ -295,6 +301,103 @@ class OrderManager:
             if not group.closed and group.stop is not None:
                 return group.stop
         return None
+
+    # -- reconciliation -------------------------------------------------------------------------
+
+    def resolve_unknown(self) -> int:
+        """Settle what a timeout or a dropped connection left in doubt, by asking the venue.
+
+        An order whose submit got no answer (UNKNOWN) is looked up by its client id:
+        if the venue has it, its state is taken from there; if it never arrived it is
+        marked rejected and, when it was a protective child, replaced under a new id
+        (an id is never sent twice). A cancel whose answer was lost (PENDING_CANCEL,
+        still open at the venue) is asked again. Returns how many orders changed;
+        while the venue is unreachable nothing changes.
+        """
+        venue = self._venue
+        query = getattr(venue, "query_order", None)
+        if query is None:
+            return 0
+        changed = 0
+        for order in list(self._working.values()):
+            if order.status not in (OrderStatus.UNKNOWN, OrderStatus.PENDING_CANCEL):
+                continue
+            try:
+                state = query(order.client_order_id)
+            except RetryableError:
+                return changed
+            now = self._clock.now_ns()
+            if order.status is OrderStatus.UNKNOWN:
+                changed += 1
+                if state is None:
+                    # Not a refusal (only the venue refuses): it never arrived, so it never worked.
+                    order.transition(OrderStatus.CANCELED, now, "never reached the venue")
+                    self._log.record(f"resolved {order.client_order_id} absent")
+                    self._on_order_update(order)
+                    self._replace_lost(order)
+                    continue
+                self._log.record(f"resolved {order.client_order_id} {state.status.value}")
+                self._apply_venue_state(order, state.status, state.venue_order_id, now)
+            elif state is None or state.status.is_open:
+                try:
+                    self._cancel_requested.discard(order.client_order_id)
+                    self._cancel_requested.add(order.client_order_id)
+                    venue.cancel_order(order.client_order_id)
+                except RetryableError:
+                    return changed
+                changed += 1
+            else:
+                changed += 1
+                self._apply_venue_state(order, state.status, state.venue_order_id, now)
+        return changed
+
+    def _apply_venue_state(self, order: Order, status: OrderStatus, venue_order_id: str, now: int) -> None:
+        if venue_order_id:
+            order.venue_order_id = venue_order_id
+        if status.is_open:
+            if order.status is OrderStatus.UNKNOWN:
+                order.transition(OrderStatus.ACCEPTED, now)
+        elif status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+            if order.can_transition(status):
+                order.transition(status, now, "settled by lookup")
+                if status is not OrderStatus.CANCELED:
+                    self._on_child_gone(order)
+        elif order.status is OrderStatus.UNKNOWN:
+            # Filled at the venue: the fills themselves arrive as events (or a later
+            # reconciliation); until then the order is known to be working.
+            order.transition(OrderStatus.ACCEPTED, now)
+        self._on_order_update(order)
+
+    def _replace_lost(self, order: Order) -> None:
+        """An order that never reached the venue: protect or close as it was meant to."""
+        group = self._group_of.get(order.client_order_id)
+        if group is None:
+            if order.tag == Leg.EXIT.value:
+                # A flatten or strategy exit that never arrived: send it again under a new id.
+                plan_id = self._last_plan.get((self.strategy_of(order.client_order_id), order.symbol))
+                again = self._new_order(
+                    self.strategy_of(order.client_order_id),
+                    order.symbol,
+                    order.side,
+                    order.qty,
+                    OrderType.MARKET,
+                    plan_id=plan_id
+                    or self._orphan_plan_id(self.strategy_of(order.client_order_id), order.symbol, order.qty),
+                    leg=Leg.EXIT,
+                    reason=order.reason,
+                )
+                self._submit(again)
+            return
+        if order.tag == Leg.EXIT.value:
+            self._close_remainder_after_lost_exit(group, order)
+        elif order.client_order_id == group.entry_id:
+            if group.entry_filled == 0:
+                self._close_group(group)
+        elif not group.closed:
+            self._resize_children(group)
+
+    def _close_remainder_after_lost_exit(self, group: OcoGroup, lost: Order) -> None:
+        self._settle(group, lost.reason or "exit re-sent after a lost submit")
 
     # -- venue events -------------------------------------------------------------------------
 
@@ -391,6 +494,18 @@ class OrderManager:
             self._on_child_gone(order)
             return
         order.transition(OrderStatus.PENDING_SUBMIT, now)
+        if self._before_send is not None:
+            try:
+                # Persist intent before acting: the order row is committed before the venue call.
+                self._before_send(
+                    order, strategy=self.strategy_of(order.client_order_id), plan_id=self._plan_of(order)
+                )
+            except RetryableError as error:
+                order.transition(OrderStatus.REJECTED, now, f"not sent: store unavailable ({error})")
+                self._log.record(f"not_sent {order.client_order_id} {now} store unavailable")
+                self._on_order_update(order)
+                self._on_child_gone(order)
+                return
         order.transition(OrderStatus.SUBMITTED, now)
         try:
             self._venue.submit_order(order)
@@ -540,14 +655,15 @@ class OrderManager:
         return closes, buybacks
 
     def _settle(self, group: OcoGroup, reason: str) -> None:
-        """Bring a closed group to flat at market: close what is open beyond its working exits, or
-        take back an overfill (what filled, not what may still fill) with an alert."""
+        """Bring a closed group to flat at market: what is open beyond what its working exits will
+        close is closed; what they will close beyond what is open (an overfill) is taken back,
+        with an alert."""
         closes, buybacks = self._pending_exits(group)
-        open_qty = group.open_qty
-        if open_qty > closes:
-            side, qty = group.side.opposite, open_qty - closes
-        elif -open_qty > buybacks:
-            side, qty = group.side, -open_qty - buybacks
+        excess = group.open_qty - closes + buybacks
+        if excess > 0:
+            side, qty = group.side.opposite, excess
+        elif excess < 0:
+            side, qty = group.side, -excess
             reason = "overfill correction"
             self._alert("overfill", f"{group.symbol}: exits overfilled by {qty}; correcting at market")
         else:
@@ -570,7 +686,7 @@ class OrderManager:
         """A child ended without filling (rejected or expired)."""
         group = self._group_of.get(order.client_order_id)
         if group is None or group.closed or order.client_order_id == group.entry_id:
-            if group is not None and order.client_order_id == group.entry_id and group.open_qty == 0:
+            if group is not None and order.client_order_id == group.entry_id and group.entry_filled == 0:
                 self._close_group(group)
             return
         if order.tag == Leg.STOP.value and order.client_order_id not in self._replaced:
@@ -607,6 +723,17 @@ class OrderManager:
             signal_ts=self._clock.now_ns(),
             config_sha="flatten",
         )
+
+    def _plan_of(self, order: Order) -> str:
+        group = self._group_of.get(order.client_order_id)
+        if group is not None:
+            return group.plan_id
+        return self._last_plan.get((self.strategy_of(order.client_order_id), order.symbol), "")
+
+    def plan_of(self, client_order_id: str) -> str:
+        """The plan id an order belongs to ('' if none is known)."""
+        order = self.orders.get(client_order_id)
+        return self._plan_of(order) if order is not None else ""
 
     def strategy_of(self, client_order_id: str) -> str:
         return self._strategy_of.get(client_order_id, "")

@@ -112,7 +112,9 @@ class TradeBuilder:
         trade.exit_qty += closing
         trade.exit_value += closing * fill.price
         trade.fees += fee
-        closed = self._close(trade, fill.ts_event, exit_reason) if trade.qty == 0 else None
+        # A venue may report fills out of time order: a trade never ends before it began.
+        exit_time = max(fill.ts_event, trade.entry_time)
+        closed = self._close(trade, exit_time, exit_reason) if trade.qty == 0 else None
         if closing < qty:
             # A flip: the rest of the fill opens the opposite trade with the rest of the fee.
             rest = qty - closing

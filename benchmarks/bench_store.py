@@ -1,0 +1,323 @@
+"""Store write path: persisted events per second, the outbox's cost, and tick-to-decision with it on.
+
+1. Throughput. Ten symbols; a strategy per symbol enters long (market, a stop and a
+   target 0.10 away) on every 3rd bar of its symbol when flat, so a run makes the
+   whole chain: signals, decisions, entry/stop/target orders with every status
+   update, fills and positions. A `StoreWriter` attached in synchronous mode buffers
+   all of it; the run is then written by one timed `flush()` (batches of
+   `--batch-size`, one transaction each). Persisted events/s = records written /
+   seconds of that flush (a record is one bus event: it may touch several rows).
+2. Outbox. `persist_before_send` for `--outbox` orders, each committed on its own
+   (SQLite runs with synchronous=FULL: every commit is an fsync): p50/p99 per order.
+3. Tick-to-decision. The bar run of part 1, timed per event (`engine.on_bar` +
+   `engine.end_cycle()`, perf_counter_ns) for events that produced a decision, with
+   no writer, and with a writer attached and flushing on its background thread
+   every 0.2 s. Target: p50 and p99 with persistence within 10% of without.
+
+Back ends: a SQLite file in a temporary folder, and PostgreSQL at
+$QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
+in a schema of its own, dropped afterwards; skipped if the server is not there.
+
+    .venv/bin/python benchmarks/bench_store.py
+    .venv/bin/python benchmarks/bench_store.py --bars 40000 --json out/store.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine as SqlEngine
+from sqlalchemy.engine import make_url
+
+from quantdesk.bus import MessageBus
+from quantdesk.clock import SimulatedClock
+from quantdesk.engine import Engine, EngineConfig
+from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
+from quantdesk.engine.runtime import tune_gc_for_trading
+from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side
+from quantdesk.risk import Mode
+from quantdesk.store import StoreUnavailable, connect, make_engine, session_factory, upgrade
+from quantdesk.store.writer import StoreWriter
+from quantdesk.strategies import Strategy
+from quantdesk.venues.sim import SimulatedExchange
+
+SECOND = 1_000_000_000
+T0 = 1_704_205_800_000_000_000
+SYMBOLS = [f"S{i}" for i in range(10)]
+PG_DEFAULT_URL = "postgresql+psycopg://postgres@localhost:5432/test"
+SHA = "bench" * 12 + "abcd"
+
+
+class EveryThirdBar(Strategy):
+    """A market long with a stop and a target 0.10 away on every 3rd bar of its symbol when flat."""
+
+    name = "every_third_bar"
+
+    def on_start(self) -> None:
+        self.count = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.count += 1
+        if self.count % 3 == 0 and self.is_flat:
+            close = bar.close
+            self.enter_long(stop=round(close - 0.10, 2), targets=[round(close + 0.10, 2)])
+
+
+def build() -> tuple[Engine, SimulatedExchange, SimulatedClock]:
+    instruments = {s: Instrument(s) for s in SYMBOLS}
+    clock = SimulatedClock(T0 - SECOND)
+    venue = SimulatedExchange(instruments, cash=Decimal(10_000_000), clock_ns=clock.now_ns)
+    pipeline = PipelineConfig(risk=research_risk_config(Decimal(10)), mode=Mode.PAPER, config_sha=SHA)
+    engine = Engine(
+        clock=clock,
+        bus=MessageBus(),
+        venue=venue,
+        instruments=instruments,
+        cash=Decimal(10_000_000),
+        config=EngineConfig(pipeline=pipeline),
+    )
+    venue.set_price_source(engine.last_bar)
+    for symbol in SYMBOLS:
+        engine.add_strategy(EveryThirdBar(symbol))
+    return engine, venue, clock
+
+
+def make_bars(n: int) -> list[Bar]:
+    rng = np.random.default_rng(7)
+    per_symbol = n // len(SYMBOLS) + 2
+    cents = 10_000 + np.cumsum(rng.integers(-6, 7, size=(per_symbol, len(SYMBOLS))), axis=0)
+    prices = (cents / 100.0).tolist()
+    bars = []
+    for i in range(n):
+        k, row = i % len(SYMBOLS), i // len(SYMBOLS)
+        o, c = prices[row][k], prices[row + 1][k]
+        ts = T0 + i * SECOND // 2
+        bars.append(Bar(SYMBOLS[k], ts, o, max(o, c) + 0.05, min(o, c) - 0.05, c, 1_000.0, ts))
+    return bars
+
+
+def drive(
+    engine: Engine, venue: SimulatedExchange, clock: SimulatedClock, bars: list[Bar], pace_ns: int = 0
+) -> list[int]:
+    """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
+    return the latency (ns) of each event that produced a decision."""
+    samples = []
+    clock_ns = time.perf_counter_ns
+    start = clock_ns()
+    for i, bar in enumerate(bars):
+        if pace_ns:
+            # Sleeping releases the GIL, as a live engine waiting on its feed's socket does.
+            wait = start + i * pace_ns - clock_ns()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        clock.advance_to(bar.ts_event)
+        venue.on_bar(bar)
+        signals = engine.signals
+        t0 = clock_ns()
+        engine.on_bar(bar)
+        engine.end_cycle()
+        t1 = clock_ns()
+        venue.on_bar_close(bar)
+        if engine.signals != signals:
+            samples.append(t1 - t0)
+    return samples
+
+
+def percentiles_us(values: list[int]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64) / 1_000.0
+    p50, p99 = np.percentile(a, [50, 99])
+    return {"count": len(values), "p50": round(float(p50), 1), "p99": round(float(p99), 1)}
+
+
+class Backends:
+    """Fresh, migrated databases: SQLite files in a temporary folder, PostgreSQL schemas dropped at exit."""
+
+    def __init__(self, pg_url: str | None) -> None:
+        self._folder = tempfile.TemporaryDirectory()
+        self._admin: SqlEngine | None = None
+        self._schemas: list[str] = []
+        self.names = ["sqlite"]
+        if pg_url:
+            try:
+                self._admin = connect(pg_url).execution_options(isolation_level="AUTOCOMMIT")
+                self._pg_url = pg_url
+                self.names.append("postgresql")
+            except StoreUnavailable as error:
+                print(f"postgresql skipped: {error}")
+
+    def fresh(self, name: str) -> str:
+        if name == "sqlite":
+            url = f"sqlite:///{Path(self._folder.name) / f'{uuid.uuid4().hex}.db'}"
+        else:
+            assert self._admin is not None
+            schema = f"qd_bench_{uuid.uuid4().hex[:10]}"
+            with self._admin.connect() as connection:
+                connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            self._schemas.append(schema)
+            options = {"options": f"-csearch_path={schema}"}
+            url = make_url(self._pg_url).update_query_dict(options).render_as_string(hide_password=False)
+        upgrade(url)
+        return url
+
+    def close(self) -> None:
+        if self._admin is not None:
+            with self._admin.connect() as connection:
+                for schema in self._schemas:
+                    connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            self._admin.engine.dispose()
+        self._folder.cleanup()
+
+
+def bench_throughput(url: str, bars: list[Bar], batch_size: int) -> dict[str, Any]:
+    db = make_engine(url)
+    writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA, batch_size=batch_size)
+    engine, venue, clock = build()
+    writer.attach(engine)
+    engine.start()
+    drive(engine, venue, clock, bars)
+    engine.end_cycle()
+    buffered = writer.stats().buffered
+    started = time.perf_counter()
+    written = writer.flush()
+    seconds = time.perf_counter() - started
+    stats = writer.stats()
+    db.dispose()
+    assert written == buffered and stats.quarantined == 0 and not stats.degraded
+    return {
+        "records": written,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(written / seconds),
+        "batches": stats.flushes,
+        "orders": len(engine.orders.orders),
+        "decisions": len(engine.pipeline.decisions),
+    }
+
+
+def bench_outbox(url: str, n: int) -> dict[str, Any]:
+    db = make_engine(url)
+    writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
+    samples = []
+    for i in range(n):
+        order = Order(f"qd-OUTBOX{i}-entry-0", "S0", Side.BUY, OrderType.MARKET, Decimal(10), tag="ENTRY")
+        order.transition(OrderStatus.PENDING_SUBMIT, T0)
+        t0 = time.perf_counter_ns()
+        writer.persist_before_send(order, strategy="bench", plan_id=f"OUTBOX{i}")
+        samples.append(time.perf_counter_ns() - t0)
+    db.dispose()
+    a = np.asarray(samples[n // 10 :], dtype=np.float64) / 1e6
+    return {
+        "orders": n,
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+    }
+
+
+def latency_run(url: str | None, bars: list[Bar], pace_ns: int) -> list[int]:
+    engine, venue, clock = build()
+    writer = None
+    db = None
+    if url is not None:
+        db = make_engine(url)
+        writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
+        writer.attach(engine)
+    engine.start()
+    tune_gc_for_trading()
+    if writer is not None:
+        writer.start_background(0.2)
+    samples = drive(engine, venue, clock, bars, pace_ns)
+    if writer is not None:
+        writer.stop()
+    if db is not None:
+        db.dispose()
+    gc.unfreeze()
+    return samples[len(samples) // 10 :]  # the first tenth warms caches
+
+
+def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, rate: int) -> dict[str, Any]:
+    """Runs off and on alternate, so the machine's drift hits both alike; medians over the runs."""
+    pace_ns = SECOND // rate if rate else 0
+    off: list[dict[str, float]] = []
+    on: list[dict[str, float]] = []
+    for _ in range(repeat):
+        off.append(percentiles_us(latency_run(None, bars, pace_ns)))
+        on.append(percentiles_us(latency_run(backends.fresh(name), bars, pace_ns)))
+    result: dict[str, Any] = {"events_per_s": rate or "unpaced", "decisions": off[0]["count"]}
+    for key in ("p50", "p99"):
+        without = statistics.median(r[key] for r in off)
+        with_store = statistics.median(r[key] for r in on)
+        result[key] = {"off_us": without, "on_us": with_store, "ratio": round(with_store / without, 3)}
+    return result
+
+
+def _line(label: str, latency: dict[str, Any]) -> str:
+    p50, p99 = latency["p50"], latency["p99"]
+    return (
+        f"  tick-to-decision {label}: p50 {p50['off_us']} -> {p50['on_us']} us (x{p50['ratio']}), "
+        f"p99 {p99['off_us']} -> {p99['on_us']} us (x{p99['ratio']})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bars", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--outbox", type=int, default=300)
+    parser.add_argument("--latency-bars", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=2_000, help="paced run: bar events per second")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--switch-interval-us", type=float, help="sys.setswitchinterval for the run")
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.switch_interval_us:
+        sys.setswitchinterval(args.switch_interval_us / 1e6)
+    pg_url = None if args.no_pg else os.environ.get("QUANTDESK_TEST_PG_URL", PG_DEFAULT_URL)
+    bars = make_bars(args.bars)
+    latency_bars = make_bars(args.latency_bars)
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "switch_interval_us": sys.getswitchinterval() * 1e6,
+        "results": {},
+    }
+    backends = Backends(pg_url)
+    try:
+        for name in backends.names:
+            result = {
+                "throughput": bench_throughput(backends.fresh(name), bars, args.batch_size),
+                "outbox": bench_outbox(backends.fresh(name), args.outbox),
+                "paced": bench_latency(backends, name, latency_bars, args.repeat, args.rate),
+                "unpaced": bench_latency(backends, name, latency_bars, args.repeat, 0),
+            }
+            report["results"][name] = result
+            t, o = result["throughput"], result["outbox"]
+            print(
+                f"{name}: {t['events_per_s']:,} events/s ({t['records']:,} records in {t['batches']} "
+                f"batches, {t['seconds']} s); outbox p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms"
+            )
+            print(_line(f"at {args.rate:,} events/s", result["paced"]))
+            print(_line("unpaced", result["unpaced"]))
+    finally:
+        backends.close()
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,924 @@
+"""Write-behind persistence: engine events buffered off the hot path, written to the store in batches."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from quantdesk.engine.engine import SignalBlocked
+from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.errors import RetryableError
+from quantdesk.execution.client_ids import DuplicateClientId, Leg
+from quantdesk.model import Fill, Order, OrderStatus, Position, Signal
+from quantdesk.risk.kill_switch import StateChange
+from quantdesk.risk.messages import Mode
+from quantdesk.store.models import (
+    APPROVED,
+    BLOCKED,
+    AuditLogRow,
+    Base,
+    DecisionRow,
+    FillRow,
+    OrderRow,
+    PositionRow,
+    RiskEventRow,
+    SignalRow,
+)
+
+if TYPE_CHECKING:
+    from quantdesk.engine import Engine
+    from quantdesk.execution import OrderManager
+
+log = structlog.get_logger(__name__)
+
+# Kinds of buffered records: a tag and the immutable data, nothing formatted on the hot path.
+_SIGNAL, _DECISION, _ORDER, _FILL, _STATE, _REFUSED = range(6)
+Record = tuple[Any, ...]
+# A query's IN list stays well under SQLite's and psycopg's parameter limits.
+_IN_CHUNK = 500
+# While degraded, the background thread backs off up to this between attempts.
+_MAX_RETRY_S = 5.0
+_EXIT = Leg.EXIT.value
+_LEGS = {leg.value: leg for leg in Leg}
+_REFUSED_KIND = "SIGNAL_REFUSED"
+
+
+class StoreWriteFailed(RetryableError):
+    """The store cannot take a write now (down, read-only, locked); the order it guarded was not sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """The writer's figures. `written` counts records (bus events, each one or more rows),
+    `flushes` committed transactions, `failures` failed write attempts; `quarantined`
+    records the database refused and that were set aside."""
+
+    buffered: int
+    written: int
+    flushes: int
+    failures: int
+    degraded: bool
+    last_error: str
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class _OrderRef:
+    row_id: int
+    strategy: str
+    decision_id: int | None
+    is_exit: bool
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _is_poison(error: BaseException) -> bool:
+    """A record the database refuses whatever its state (a constraint, a value it cannot hold)."""
+    if isinstance(error, IntegrityError | DataError):
+        return True
+    if isinstance(error, DBAPIError):
+        return False  # the server or the file, not the record
+    return isinstance(error, StatementError | ValueError | TypeError | ArithmeticError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def plan_of_client_id(client_order_id: str) -> str:
+    """The plan part of a client order id (`order_client_id`'s layouts), or '' for a foreign id.
+
+    The whole plan id on venues with room for it (the simulated venue, Alpaca); its first
+    characters on alphanumeric venues (Kite: 16).
+    """
+    if client_order_id.startswith("qd-"):
+        return client_order_id.split("-")[1]
+    if client_order_id.startswith("Q") and len(client_order_id) > 4:
+        return client_order_id[1:-3]
+    return ""
+
+
+def _storable(signal: Signal) -> Signal:
+    """`signal` with what no column can hold (NaN or infinite prices, a malformed signal's)
+    set to None and named in the rationale; a NaN feature is stored as null."""
+    bad: list[str] = []
+    changes: dict[str, Any] = {}
+    for name in ("entry", "stop", "qty"):
+        value: Decimal | None = getattr(signal, name)
+        if value is not None and not value.is_finite():
+            bad.append(f"{name}={value}")
+            changes[name] = None
+    if any(not t.is_finite() for t in signal.targets):
+        bad.append("targets=" + ",".join(map(str, signal.targets)))
+        changes["targets"] = tuple(t for t in signal.targets if t.is_finite())
+    if not bad:
+        return signal
+    changes["rationale"] = f"{signal.rationale} [not storable: {' '.join(bad)}]".strip()
+    return msgspec.structs.replace(signal, **changes)
+
+
+# -- row values: the columns the models' converters fill (from_signal, from_order, ...), built as
+# plain dicts because constructing ORM objects would triple the cost of a batch; a test checks
+# that both give the same values.
+
+
+def signal_values(signal: Signal, config_sha: str) -> dict[str, Any]:
+    s = _storable(signal)
+    return {
+        "ts": s.ts,
+        "strategy": s.strategy,
+        "symbol": s.symbol,
+        "side": s.side,
+        "entry": s.entry,
+        "stop": s.stop,
+        "targets": list(s.targets),
+        "qty": s.qty,
+        # JSON has no NaN (PostgreSQL refuses it): an undefined feature is stored as null.
+        "features": {k: (v if math.isfinite(v) else None) for k, v in s.features.items()},
+        "feature_scores": {},
+        "score": None,
+        "rationale": s.rationale,
+        "config_sha": config_sha,
+    }
+
+
+def decision_values(record: DecisionRecord, *, signal_id: int, mode: Mode, config_sha: str) -> dict[str, Any]:
+    return {
+        "signal_id": signal_id,
+        "client_plan_id": record.plan_id or None,
+        "ts": record.ts,
+        "mode": mode,
+        "approved": record.approved,
+        "status": APPROVED if record.approved else BLOCKED,
+        "risk_pct": record.risk_pct,
+        "risk_amount": record.risk_amount,
+        "qty": record.qty,
+        "block_reasons": list(record.reasons),
+        "block_details": list(record.details),
+        "config_sha": config_sha,
+    }
+
+
+def order_update_values(order: Order) -> dict[str, Any]:
+    return {
+        "status": order.status,
+        "broker_order_id": order.venue_order_id or None,
+        "filled_qty": order.filled_qty,
+        "avg_fill_price": order.avg_fill_price,
+        "fees": order.fees,
+        "reason": order.reason,
+        "ts_updated": order.ts_last or order.ts_created,
+    }
+
+
+def order_values(
+    order: Order, *, strategy: str, decision_id: int | None, oco_group: str | None
+) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "client_order_id": order.client_order_id,
+        "strategy": strategy,
+        "symbol": order.symbol,
+        "leg": _LEGS.get(order.tag),
+        "oco_group": oco_group,
+        "order_type": order.order_type,
+        "side": order.side,
+        "time_in_force": order.time_in_force,
+        "qty": order.qty,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "ts_created": order.ts_created,
+        **order_update_values(order),
+    }
+
+
+def fill_values(fill: Fill, *, order_id: int) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "execution_id": fill.execution_id,
+        "qty": fill.qty,
+        "price": fill.price,
+        "fee": fill.fee,
+        "ts": fill.ts_event,
+        "ts_init": fill.ts_init,
+    }
+
+
+def position_values(strategy: str, position: Position) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "symbol": position.symbol,
+        "qty": position.qty,
+        "avg_price": position.avg_price,
+        "realized_pnl": position.realized_pnl,
+        "fees": position.fees,
+        "ts_opened": position.ts_opened,
+        "ts_updated": position.ts_last,
+    }
+
+
+def audit_values(change: StateChange) -> dict[str, Any]:
+    return {
+        "ts": change.ts,
+        "actor": change.actor,
+        "action": change.action,
+        "reason": change.reason,
+        "details": {},
+    }
+
+
+class StoreWriter:
+    """Persists the engine's audit chain off the hot path; the outbox write is its one synchronous path.
+
+    The engine's thread only appends small immutable tuples to a deque (an order is
+    copied, since it mutates). `flush` writes them in batches of `batch_size`, one
+    transaction each, keeping the chain: signals, then their decisions, then orders
+    (linked to the approved decision whose plan id they carry; exits keep the plan id
+    as `oco_group` and no decision), then status updates, fills (a known
+    `execution_id` is skipped) and positions per (strategy, symbol) derived from the
+    fills. A batch that fails stays buffered and is written again, without duplicates.
+
+    When the store is down, the writer alerts "store_degraded" once, keeps buffering,
+    and past `max_buffer` records calls `on_overflow` (the node pauses entries) instead
+    of dropping anything; the first flush that succeeds alerts "store_recovered". A
+    record the database refuses whatever its state (a bug upstream) is isolated,
+    logged, counted as quarantined and kept in `quarantine`, so it cannot block the rest.
+
+    Attach before `engine.start()`: the engine publishes signals only to subscribers
+    present at start (without them each decision's signal is still written).
+    In a backtest, call `flush()` between days or runs; paper and live use
+    `start_background()`.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        mode: Mode,
+        config_sha: str,
+        batch_size: int = 500,
+        max_buffer: int = 100_000,
+        on_alert: Callable[[str, str], None] | None = None,
+        on_overflow: Callable[[], None] | None = None,
+        send_when_down: Collection[str] = (),
+    ) -> None:
+        """`send_when_down`: order tags (e.g. {"STOP", "EXIT"}) whose outbox row is buffered
+        rather than refused when the store is down, so a dead database never leaves a
+        position unprotected; every other order is refused with `StoreWriteFailed`."""
+        if batch_size < 1 or max_buffer < 1:
+            raise ValueError("batch_size and max_buffer must be positive")
+        self._sessions = sessions
+        self._serialize = sessions.kw["bind"].dialect.name == "sqlite"
+        self._mode = mode
+        self._config_sha = config_sha
+        self._batch_size = batch_size
+        self._max_buffer = max_buffer
+        self._on_alert = on_alert
+        self._on_overflow = on_overflow
+        self._send_when_down = frozenset(send_when_down)
+        self._buffer: deque[Record] = deque()
+        self._overflowed = False
+        self._seen_orders: set[str] = set()
+        self._orders: OrderManager | None = None
+        self._multipliers: dict[str, Decimal] = {}
+        # Below: owned by the flushing thread (under _flush_lock), except that the outbox
+        # adds to _order_rows and reads _plan_rows (single dict operations).
+        self._carry: list[Record] = []
+        self._signal_rows: dict[int, tuple[Signal, int]] = {}
+        self._plan_rows: dict[str, tuple[int, bool]] = {}
+        self._order_rows: dict[str, _OrderRef] = {}
+        self._positions: dict[tuple[str, str], tuple[Position, int]] = {}
+        self._verify = False
+        self.quarantine: list[tuple[Record, str]] = []
+        # SQLite has one writer: the outbox and a batch take turns rather than fail on
+        # a stale read snapshot ("database is locked" without waiting).
+        self._db_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._written = self._flushes = self._failures = 0
+        self._degraded = False
+        self._last_error = ""
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- wiring and the hot path --------------------------------------------------------------
+
+    def attach(self, engine: Engine) -> None:
+        """Subscribe to the engine's signals, decisions, orders, fills, refusals and state changes."""
+        if self._orders is not None:
+            raise RuntimeError("this StoreWriter is already attached to an engine")
+        if engine.state.mode is not self._mode:
+            raise ValueError(
+                f"the writer records mode {self._mode.value}, the engine runs {engine.state.mode.value}"
+            )
+        self._orders = engine.orders
+        self._multipliers = {symbol: i.multiplier for symbol, i in engine.instruments.items()}
+        engine.bus.subscribe(Signal, self._on_signal)
+        engine.bus.subscribe(Order, self._on_order)
+        engine.bus.subscribe(Fill, self._on_fill)
+        engine.bus.subscribe(SignalBlocked, self._on_refused)
+        engine.pipeline.subscribe(self._on_decision)
+        engine.state.subscribe(self._on_state_change)
+
+    def replace_session_factory(self, sessions: sessionmaker[Session]) -> None:
+        """Write through `sessions` from the next batch on (a new URL, or tests breaking the store)."""
+        with self._flush_lock, self._db_lock:
+            self._sessions = sessions
+            self._serialize = sessions.kw["bind"].dialect.name == "sqlite"
+
+    def _append(self, record: Record) -> None:
+        buffer = self._buffer
+        buffer.append(record)
+        if len(buffer) >= self._max_buffer and not self._overflowed:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self._overflowed = True
+        log.error("store_buffer_full", buffered=len(self._buffer), max_buffer=self._max_buffer)
+        if self._on_overflow is not None:
+            try:
+                self._on_overflow()
+            except Exception:  # the hot path must go on protecting positions
+                log.exception("store_overflow_handler_failed")
+
+    def _on_signal(self, signal: Signal) -> None:
+        self._append((_SIGNAL, signal))
+
+    def _on_decision(self, record: DecisionRecord) -> None:
+        self._append((_DECISION, record))
+
+    def _on_refused(self, refused: SignalBlocked) -> None:
+        self._append((_REFUSED, refused))
+
+    def _on_state_change(self, change: StateChange) -> None:
+        self._append((_STATE, change))
+
+    def _on_order(self, order: Order) -> None:
+        client_order_id = order.client_order_id
+        if client_order_id in self._seen_orders:
+            self._append((_ORDER, msgspec.structs.replace(order), None, None))
+            return
+        self._seen_orders.add(client_order_id)
+        strategy, plan_id = self._identity(client_order_id)
+        self._append((_ORDER, msgspec.structs.replace(order), strategy, plan_id))
+
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.client_order_id not in self._seen_orders and self._orders is not None:
+            # The engine publishes a fill before the order update it causes: the order first.
+            order = self._orders.orders.get(fill.client_order_id)
+            if order is not None:
+                self._on_order(order)
+        self._append((_FILL, fill))
+
+    def _identity(self, client_order_id: str) -> tuple[str, str]:
+        if self._orders is None:
+            return "", plan_of_client_id(client_order_id)
+        group = self._orders.group_of(client_order_id)
+        plan_id = group.plan_id if group is not None else plan_of_client_id(client_order_id)
+        return self._orders.strategy_of(client_order_id), plan_id
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def persist_before_send(self, order: Order, *, strategy: str, plan_id: str) -> None:
+        """Commit `order`'s row as PENDING_SUBMIT before the venue sees it (DESIGN principle 4).
+
+        Raises `StoreWriteFailed` when the store cannot take it (at once while degraded):
+        the caller must not send the order. Tags in `send_when_down` are buffered instead.
+        A client id already in the store raises `DuplicateClientId`.
+        """
+        is_exit = order.tag == _EXIT
+        decision = self._plan_rows.get(plan_id)
+        decision_id = decision[0] if decision is not None and decision[1] and not is_exit else None
+        error: BaseException | None = None
+        if self._degraded:
+            reason = f"the store is degraded ({self._last_error})"
+        else:
+            row = OrderRow.from_order(
+                order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
+            )
+            row.status = OrderStatus.PENDING_SUBMIT
+            try:
+                with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+                    session.add(row)
+                    session.commit()
+            except IntegrityError:
+                raise DuplicateClientId(
+                    f"client id {order.client_order_id} is already in the store; refusing to send it again"
+                ) from None
+            except SQLAlchemyError as failure:
+                error = failure
+                self._failed(failure)
+                reason = _one_line(failure)
+            else:
+                self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
+                return
+        if order.tag in self._send_when_down:
+            pending = msgspec.structs.replace(order, status=OrderStatus.PENDING_SUBMIT)
+            self._seen_orders.add(order.client_order_id)
+            self._append((_ORDER, pending, strategy, plan_id))
+            log.warning("outbox_buffered", client_order_id=order.client_order_id, reason=reason)
+            return
+        raise StoreWriteFailed(f"order {order.client_order_id} not sent: {reason}") from error
+
+    # -- flushing -----------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write what is buffered now, in batches; return how many records were written.
+
+        A store that is down leaves the records buffered (see `stats().degraded`);
+        `flush` itself raises only for bugs in the writer.
+        """
+        with self._flush_lock:
+            written = 0
+            # Records appended while this runs wait for the next call: no endless flush.
+            budget = len(self._buffer)
+            try:
+                if self._degraded and not self._carry and not budget:
+                    self._probe()  # nothing to write: recovery must still be seen, not assumed
+                while self._carry or budget > 0:
+                    if not self._carry:
+                        take = min(self._batch_size, budget, len(self._buffer))
+                        if take == 0:
+                            break
+                        budget -= take
+                        popleft = self._buffer.popleft
+                        self._carry = [popleft() for _ in range(take)]
+                    written += self._write_carry()
+            except SQLAlchemyError as error:
+                self._failed(error)
+                return written
+            self._recovered()
+            return written
+
+    def _probe(self) -> None:
+        with self._sessions() as session:
+            session.execute(select(1))
+
+    def _write_carry(self) -> int:
+        """Write the carried batch, isolating records the database refuses; connection errors propagate."""
+        carry = self._carry
+        written = 0
+        size = len(carry)
+        while carry:
+            chunk = carry[:size]
+            try:
+                self._write(chunk)
+            except Exception as error:
+                if not _is_poison(error):
+                    raise
+                with self._state_lock:
+                    self._failures += 1
+                if size > 1:
+                    size = (size + 1) // 2
+                    continue
+                self._quarantine(carry.pop(0), error)
+                size = len(carry)
+                continue
+            del carry[: len(chunk)]
+            written += len(chunk)
+            size = len(carry)
+        with self._state_lock:
+            self._written += written
+        return written
+
+    def _quarantine(self, record: Record, error: BaseException) -> None:
+        reason = _one_line(error)
+        self.quarantine.append((record, reason))
+        log.error("store_record_refused", kind=record[0], record=repr(record[1])[:500], error=reason)
+        self._alert("store_record_refused", f"a record the store refuses was set aside: {reason}")
+
+    def _failed(self, error: BaseException) -> None:
+        reason = _one_line(error)
+        with self._state_lock:
+            self._failures += 1
+            self._last_error = reason
+            first = not self._degraded
+            self._degraded = True
+        if first:
+            log.error("store_degraded", error=reason, buffered=self.buffered)
+            self._alert("store_degraded", f"store degraded, buffering writes: {reason}")
+
+    def _recovered(self) -> None:
+        with self._state_lock:
+            was = self._degraded
+            self._degraded = False
+        if self._overflowed and len(self._buffer) < self._max_buffer:
+            self._overflowed = False
+        if was:
+            log.warning("store_recovered", written=self._written)
+            self._alert("store_recovered", "store recovered, buffered writes flushed")
+
+    def _alert(self, kind: str, message: str) -> None:
+        if self._on_alert is not None:
+            try:
+                self._on_alert(kind, message)
+            except Exception:
+                log.exception("store_alert_failed", kind=kind)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) + len(self._carry)
+
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            buffered=self.buffered,
+            written=self._written,
+            flushes=self._flushes,
+            failures=self._failures,
+            degraded=self._degraded,
+            last_error=self._last_error,
+            quarantined=len(self.quarantine),
+        )
+
+    # -- background mode ----------------------------------------------------------------------
+
+    def start_background(self, interval_s: float = 0.2) -> None:
+        """Flush every `interval_s` on a daemon thread (backing off while the store is down)."""
+        if self._thread is not None:
+            raise RuntimeError("the background writer is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(interval_s,), name="quantdesk-store-writer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Stop the background thread, flush what is left and return how many records that wrote.
+
+        Raises `StoreWriteFailed` if records are still unwritten (the store is down).
+        """
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join()
+        written = self.flush()
+        if self.buffered:
+            raise StoreWriteFailed(f"{self.buffered} records not written: {self._last_error}")
+        return written
+
+    def _run(self, interval_s: float) -> None:
+        wait = interval_s
+        while not self._stop.wait(wait):
+            try:
+                self.flush()
+            except Exception as error:  # a bug: logged, and the records stay buffered for the next try
+                log.exception("store_flush_failed")
+                self._failed(error)
+            wait = min(wait * 2, _MAX_RETRY_S) if self._degraded else interval_s
+
+    # -- one batch, one transaction -----------------------------------------------------------
+
+    def _write(self, batch: Sequence[Record]) -> None:
+        staged = _Staged(self)
+        with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+            staged.write(session, batch)
+            try:
+                session.commit()
+            except SQLAlchemyError:
+                # The commit may have reached the server before the connection died:
+                # the retry checks what is already there instead of inserting twice.
+                self._verify = True
+                raise
+        self._verify = False
+        staged.merge()
+        with self._state_lock:
+            self._flushes += 1
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+class _Staged:
+    """One batch's rows and the ids they got; merged into the writer's maps only after commit."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.w = writer
+        self.signal_rows: dict[int, tuple[Signal, int]] = {}
+        self.decided: list[int] = []
+        self.plan_rows: dict[str, tuple[int, bool]] = {}
+        self.order_rows: dict[str, _OrderRef] = {}
+        self.positions: dict[tuple[str, str], tuple[Position, int]] = {}
+        self.mode = writer._mode
+
+    def merge(self) -> None:
+        w = self.w
+        w._signal_rows.update(self.signal_rows)
+        for key in self.decided:
+            w._signal_rows.pop(key, None)
+        w._plan_rows.update(self.plan_rows)
+        w._order_rows.update(self.order_rows)
+        w._positions.update(self.positions)
+        w._mode = self.mode
+
+    def _signal_id(self, signal: Signal) -> int:
+        known = self.signal_rows.get(id(signal)) or self.w._signal_rows[id(signal)]
+        return known[1]
+
+    def _has_signal(self, signal: Signal) -> bool:
+        known = self.signal_rows.get(id(signal)) or self.w._signal_rows.get(id(signal))
+        return known is not None and known[0] is signal
+
+    def _order_ref(self, client_order_id: str) -> _OrderRef | None:
+        return self.order_rows.get(client_order_id) or self.w._order_rows.get(client_order_id)
+
+    def write(self, session: Session, batch: Sequence[Record]) -> None:
+        signals: dict[int, Signal] = {}
+        decisions: list[tuple[DecisionRecord, Mode]] = []
+        orders: dict[str, list[Any]] = {}
+        fills: list[Fill] = []
+        changes: list[StateChange] = []
+        refused: list[SignalBlocked] = []
+        for record in batch:
+            kind = record[0]
+            if kind == _SIGNAL:
+                signals[id(record[1])] = record[1]
+            elif kind == _DECISION:
+                decisions.append((record[1], self.mode))
+            elif kind == _ORDER:
+                first = orders.get(record[1].client_order_id)
+                if first is None:
+                    orders[record[1].client_order_id] = [record[1], record[2], record[3]]
+                else:
+                    first[0] = record[1]  # the latest state; identity from the first sighting
+            elif kind == _FILL:
+                fills.append(record[1])
+            elif kind == _STATE:
+                changes.append(record[1])
+                if record[1].action == "mode" and record[1].reason in Mode.__members__:
+                    self.mode = Mode(record[1].reason)
+            else:
+                refused.append(record[1])
+        # A decision or refusal whose signal was not published (writer attached late) brings it.
+        for signal in [d.signal for d, _ in decisions] + [r.signal for r in refused]:
+            if id(signal) not in signals and not self._has_signal(signal):
+                signals[id(signal)] = signal
+        self._signals(session, list(signals.items()))
+        self._decisions(session, decisions)
+        self._orders(session, orders, fills)
+        self._fills(session, fills)
+        self._appends(session, changes, refused)
+
+    def _signals(self, session: Session, signals: list[tuple[int, Signal]]) -> None:
+        if self.w._verify and signals:
+            stamps = sorted({s.ts for _, s in signals})
+            found: dict[tuple[Any, ...], list[int]] = {}
+            for chunk in _chunks(stamps):
+                query = select(
+                    SignalRow.id, SignalRow.ts, SignalRow.strategy, SignalRow.symbol, SignalRow.side
+                )
+                for row in session.execute(query.where(SignalRow.ts.in_(chunk)).order_by(SignalRow.id)):
+                    found.setdefault(tuple(row[1:]), []).append(row[0])
+            remaining = []
+            for key, signal in signals:
+                ids = found.get((signal.ts, signal.strategy, signal.symbol, signal.side))
+                if ids:
+                    self.signal_rows[key] = (signal, ids.pop(0))
+                else:
+                    remaining.append((key, signal))
+            signals = remaining
+        sha = self.w._config_sha
+        ids = _insert(session, SignalRow, [signal_values(s, sha) for _, s in signals])
+        for (key, signal), row_id in zip(signals, ids, strict=True):
+            self.signal_rows[key] = (signal, row_id)
+
+    def _decisions(self, session: Session, decisions: list[tuple[DecisionRecord, Mode]]) -> None:
+        if not decisions:
+            return
+        w = self.w
+        existing: dict[str, tuple[int, bool]] = {}
+        unknown = sorted({d.plan_id for d, _ in decisions if d.plan_id and d.plan_id not in w._plan_rows})
+        for chunk in _chunks(unknown):
+            by_plan = select(DecisionRow.client_plan_id, DecisionRow.id, DecisionRow.approved)
+            for plan_id, row_id, approved in session.execute(
+                by_plan.where(DecisionRow.client_plan_id.in_(chunk))
+            ):
+                existing[plan_id or ""] = (row_id, approved)
+        by_signal: dict[int, int] = {}
+        if w._verify:
+            signal_ids = sorted({self._signal_id(d.signal) for d, _ in decisions})
+            for chunk in _chunks(signal_ids):
+                query = select(DecisionRow.signal_id, DecisionRow.id).where(DecisionRow.signal_id.in_(chunk))
+                by_signal.update({signal_id: row_id for signal_id, row_id in session.execute(query)})
+        rows: list[dict[str, Any]] = []
+        plans: list[str] = []
+        for record, mode in decisions:
+            self.decided.append(id(record.signal))
+            signal_id = self._signal_id(record.signal)
+            plan_id = record.plan_id
+            known = self.plan_rows.get(plan_id) or w._plan_rows.get(plan_id) or existing.get(plan_id)
+            if plan_id and known is not None:
+                self.plan_rows[plan_id] = known  # the same plan decided again (a restart): one row
+                continue
+            if signal_id in by_signal:
+                if plan_id:
+                    self.plan_rows[plan_id] = (by_signal[signal_id], record.approved)
+                continue
+            rows.append(decision_values(record, signal_id=signal_id, mode=mode, config_sha=w._config_sha))
+            plans.append(plan_id)
+            if plan_id:
+                self.plan_rows[plan_id] = (-1, record.approved)  # placeholder, id below
+        for plan_id, row_id, values in zip(plans, _insert(session, DecisionRow, rows), rows, strict=True):
+            if plan_id:
+                self.plan_rows[plan_id] = (row_id, values["approved"])
+
+    def _decision_for(self, plan_id: str | None, is_exit: bool) -> int | None:
+        if not plan_id or is_exit:
+            return None
+        known = self.plan_rows.get(plan_id) or self.w._plan_rows.get(plan_id)
+        return known[0] if known is not None and known[1] else None
+
+    def _orders(self, session: Session, orders: dict[str, list[Any]], fills: list[Fill]) -> None:
+        wanted = [cid for cid in orders if self._order_ref(cid) is None]
+        wanted += sorted({f.client_order_id for f in fills if self._order_ref(f.client_order_id) is None})
+        for chunk in _chunks(sorted(set(wanted))):
+            query = select(
+                OrderRow.client_order_id, OrderRow.id, OrderRow.strategy, OrderRow.decision_id, OrderRow.leg
+            ).where(OrderRow.client_order_id.in_(chunk))
+            for client_order_id, row_id, strategy, decision_id, leg in session.execute(query):
+                self.order_rows[client_order_id] = _OrderRef(row_id, strategy, decision_id, leg == Leg.EXIT)
+        inserts: list[dict[str, Any]] = []
+        new: list[tuple[str, str, int | None, bool]] = []
+        updates: list[dict[str, Any]] = []
+        for client_order_id, (order, strategy, plan_id) in orders.items():
+            ref = self._order_ref(client_order_id)
+            if ref is None:
+                is_exit = order.tag == _EXIT
+                decision_id = self._decision_for(plan_id, is_exit)
+                inserts.append(
+                    order_values(
+                        order, strategy=strategy or "", decision_id=decision_id, oco_group=plan_id or None
+                    )
+                )
+                new.append((client_order_id, strategy or "", decision_id, is_exit))
+                continue
+            if ref.decision_id is None and not ref.is_exit:
+                # An outbox row written before its decision was flushed gets its link now.
+                plan = plan_id or plan_of_client_id(client_order_id)
+                decision_id = self._decision_for(plan, False)
+                if decision_id is not None:
+                    ref = _OrderRef(ref.row_id, ref.strategy, decision_id, False)
+                    self.order_rows[client_order_id] = ref
+            updates.append({"id": ref.row_id, "decision_id": ref.decision_id, **order_update_values(order)})
+        for (client_order_id, strategy, decision_id, is_exit), row_id in zip(
+            new, _insert(session, OrderRow, inserts), strict=True
+        ):
+            self.order_rows[client_order_id] = _OrderRef(row_id, strategy, decision_id, is_exit)
+        _update(session, OrderRow, updates)
+
+    def _fills(self, session: Session, fills: list[Fill]) -> None:
+        if not fills:
+            return
+        existing: set[str] = set()
+        for chunk in _chunks(sorted({f.execution_id for f in fills})):
+            query = select(FillRow.execution_id).where(FillRow.execution_id.in_(chunk))
+            existing.update(session.scalars(query))
+        rows: list[dict[str, Any]] = []
+        fresh: list[tuple[str, Fill]] = []
+        for fill in fills:
+            if fill.execution_id in existing:
+                log.info("duplicate_fill_skipped", execution_id=fill.execution_id)
+                continue
+            existing.add(fill.execution_id)
+            ref = self._order_ref(fill.client_order_id)
+            if ref is None:
+                raise ValueError(
+                    f"fill {fill.execution_id}: order {fill.client_order_id} is not in the store"
+                )
+            rows.append(fill_values(fill, order_id=ref.row_id))
+            fresh.append((ref.strategy, fill))
+        _insert(session, FillRow, rows, ids=False)
+        self._positions(session, fresh)
+
+    def _positions(self, session: Session, fills: list[tuple[str, Fill]]) -> None:
+        w = self.w
+        keys = {(strategy, fill.symbol) for strategy, fill in fills}
+        unknown = sorted(k for k in keys if k not in w._positions)
+        loaded: dict[tuple[str, str], tuple[Position, int]] = {}
+        for chunk in _chunks(sorted({symbol for _, symbol in unknown})):
+            for row in session.scalars(select(PositionRow).where(PositionRow.symbol.in_(chunk))):
+                key = (row.strategy, row.symbol)
+                position = Position(
+                    row.symbol,
+                    w._multipliers.get(row.symbol, Decimal(1)),
+                    row.qty,
+                    row.avg_price,
+                    row.realized_pnl,
+                    row.fees,
+                    row.ts_opened,
+                    row.ts_updated,
+                )
+                loaded[key] = (position, row.id)
+        for key in sorted(keys):
+            known = w._positions.get(key) or loaded.get(key)
+            if known is None:
+                self.positions[key] = (Position(key[1], w._multipliers.get(key[1], Decimal(1))), -1)
+            else:
+                self.positions[key] = (copy.copy(known[0]), known[1])
+        for strategy, fill in fills:
+            self.positions[(strategy, fill.symbol)][0].apply(fill)
+        inserts: list[tuple[tuple[str, str], dict[str, Any]]] = []
+        updates: list[dict[str, Any]] = []
+        for key, (position, row_id) in self.positions.items():
+            values = position_values(key[0], position)
+            if row_id < 0:
+                inserts.append((key, values))
+            else:
+                updates.append({"id": row_id, **values})
+        ids = _insert(session, PositionRow, [values for _, values in inserts])
+        for (key, _), row_id in zip(inserts, ids, strict=True):
+            self.positions[key] = (self.positions[key][0], row_id)
+        _update(session, PositionRow, updates)
+
+    def _appends(self, session: Session, changes: list[StateChange], refused: list[SignalBlocked]) -> None:
+        if self.w._verify and changes:
+            query = select(AuditLogRow.ts, AuditLogRow.actor, AuditLogRow.action, AuditLogRow.reason)
+            stamps = sorted({c.ts for c in changes})
+            there: list[tuple[Any, ...]] = []
+            for chunk in _chunks(stamps):
+                there.extend(tuple(r) for r in session.execute(query.where(AuditLogRow.ts.in_(chunk))))
+            remaining = []
+            for change in changes:
+                key = (change.ts, change.actor, change.action, change.reason)
+                if key in there:
+                    there.remove(key)
+                else:
+                    remaining.append(change)
+            changes = remaining
+        audit = [audit_values(c) for c in changes]
+        _insert(session, AuditLogRow, audit, ids=False)
+        # A malformed signal's refusal is a risk event pointing at its signal row.
+        events: list[tuple[int, SignalBlocked]] = []
+        for blocked in refused:
+            self.decided.append(id(blocked.signal))
+            events.append((self._signal_id(blocked.signal), blocked))
+        if events and self.w._verify:
+            query = select(RiskEventRow.details).where(RiskEventRow.kind == _REFUSED_KIND)
+            query = query.where(RiskEventRow.ts.in_(sorted({b.signal.ts for _, b in events})))
+            done = {details.get("signal_id") for details in session.scalars(query)}
+            events = [(signal_id, b) for signal_id, b in events if signal_id not in done]
+        rows = [
+            {
+                "ts": b.signal.ts,
+                "kind": _REFUSED_KIND,
+                "symbol": b.signal.symbol,
+                "reason": b.reason,
+                "details": {"signal_id": signal_id, "strategy": b.signal.strategy},
+            }
+            for signal_id, b in events
+        ]
+        _insert(session, RiskEventRow, rows, ids=False)
+
+
+def _insert(
+    session: Session, model: type[Base], rows: list[dict[str, Any]], *, ids: bool = True
+) -> list[int]:
+    """Insert `rows` (a few statements of many rows each); with `ids`, their ids in input order."""
+    if not rows:
+        return []
+    table: Table = model.__table__  # type: ignore[assignment]
+    if not ids:
+        session.execute(insert(table), rows)
+        return []
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLAlchemy has no ordering sentinel on SQLite and would send one row per statement.
+        # Under the write lock each row gets max(rowid) + 1, so sorted ids follow input order.
+        return sorted(session.scalars(insert(table).returning(table.c.id), rows))
+    return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+
+
+def _update(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Update rows by id, one executemany of a Core statement (no ORM bookkeeping per row)."""
+    if not rows:
+        return
+    table: Table = model.__table__  # type: ignore[assignment]
+    keys = [key for key in rows[0] if key != "id"]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({key: bindparam(f"new_{key}") for key in keys})
+    )
+    session.execute(statement, [{"row_id": row["id"], **{f"new_{k}": row[k] for k in keys}} for row in rows])
