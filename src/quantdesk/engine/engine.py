@@ -267,11 +267,11 @@ class Engine:
         started = monotonic_ns()
         if pause:
             self.state.pause(reason, actor)
+        issued_before = len(self.orders.orders)
         canceled = self.orders.cancel_all()
-        closing = 0
         for strategy, symbol, qty in self.open_strategy_positions():
-            if self.orders.exit(strategy, symbol, qty, reason) is not None:
-                closing += 1
+            self.orders.exit(strategy, symbol, qty, reason)
+        closing = len(self.orders.orders) - issued_before  # every order a flatten issues closes
         report = FlattenReport(canceled, closing, monotonic_ns() - started)
         self.flattens.append(report)
         self.event_log.record(f"flatten {actor} {self.clock.now_ns()} {canceled} {closing} {reason}")

@@ -278,6 +278,10 @@ class OrderManager:
                 group.closed = True
             # A group still holding a position stays findable: the `exit` that follows takes it over.
             holding = [group for group in groups if group.open_qty != 0]
+            # Close each group's own position: a strategy's groups may net to zero (a late
+            # long fill beside a new short) while each side is exposed on its own.
+            for group in holding:
+                self._settle(group, "flatten")
             if holding:
                 self._open_groups[key] = holding
             else:

@@ -57,6 +57,8 @@ REFUSALS = {
 
 
 class OcoChaos(RuleBasedStateMachine):
+    """Random brackets on two symbols and two strategies, through a chaotic road to the venue."""
+
     def __init__(self) -> None:
         super().__init__()
         # 0.5% of a bar's volume: 1, 5 or 20 shares a bar, so fills come in parts.
@@ -297,7 +299,7 @@ class OcoChaos(RuleBasedStateMachine):
 
 
 OcoChaos.TestCase.settings = settings(
-    max_examples=100,
+    max_examples=150,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
