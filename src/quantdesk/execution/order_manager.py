@@ -24,6 +24,7 @@ from quantdesk.clock import Clock
 from quantdesk.errors import RetryableError
 from quantdesk.execution.client_ids import ClientIdRegistry, Leg, plan_client_id
 from quantdesk.execution.event_log import EventLog
+from quantdesk.execution.throttle import Throttler
 from quantdesk.model import (
     Fill,
     Instrument,
@@ -123,6 +124,8 @@ class OrderManager:
         break_even_after_tp1: bool = False,
         exit_policy: ExitPolicy = ExitPolicy.BOTH_RESTING,
         before_send: BeforeSend | None = None,
+        throttler: Throttler | None = None,
+        throttle_limit: str = "orders",
     ) -> None:
         self._venue = venue
         self._instruments = instruments
@@ -136,6 +139,10 @@ class OrderManager:
         self._break_even = break_even_after_tp1
         self.exit_policy = exit_policy
         self._before_send = before_send
+        # Order submissions wait for (or are refused by) the venue's rate limits; cancels are
+        # never throttled here: they protect positions and brokers give them their own budget.
+        self._throttler = throttler
+        self._throttle_limit = throttle_limit
         self.ids = ClientIdRegistry(venue.capabilities)
         self.orders: dict[str, Order] = {}
         self._strategy_of: dict[str, str] = {}
@@ -251,6 +258,9 @@ class OrderManager:
 
     def cancel(self, client_order_id: str) -> None:
         order = self.orders.get(client_order_id)
+        if order is not None and order.status is OrderStatus.PENDING_SUBMIT:
+            self._cancel_requested.add(client_order_id)  # waiting for its throttle slot: never sent
+            return
         if order is None or not order.is_open or client_order_id in self._cancel_requested:
             return  # asked once already: a repeat (a second flatten) sends nothing new
         self._cancel_requested.add(client_order_id)
@@ -292,7 +302,10 @@ class OrderManager:
         """Orders that may still work at the venue, oldest first (from an index of open orders,
         so the cost does not grow with the run's history)."""
         working = self._working
-        for client_order_id in [cid for cid, o in working.items() if not o.is_open]:
+        waiting = OrderStatus.PENDING_SUBMIT  # booked for a later throttle slot: still ours to cancel
+        for client_order_id in [
+            cid for cid, o in working.items() if not o.is_open and o.status is not waiting
+        ]:
             del working[client_order_id]
         return [o for o in working.values() if symbol is None or o.symbol == symbol]
 
@@ -510,13 +523,39 @@ class OrderManager:
                 self._on_order_update(order)
                 self._on_child_gone(order)
                 return
+        if self._throttler is not None:
+            decision = self._throttler.acquire(self._throttle_limit, now)
+            if not decision.allowed:
+                order.transition(OrderStatus.REJECTED, now, f"throttled: {decision.reason}")
+                self._log.record(f"throttled {order.client_order_id} {now} {decision.reason}")
+                self._on_order_update(order)
+                self._on_child_gone(order)
+                return
+            if decision.wait_ns > 0:
+                # Booked for later: sent when its slot comes, unless cancelled meanwhile.
+                self._log.record(f"throttle_wait {order.client_order_id} {now} {decision.wait_ns}")
+                self._clock.set_alarm(
+                    f"send {order.client_order_id}", now + decision.wait_ns, lambda _: self._send(order)
+                )
+                return
+        self._send(order)
+
+    def _send(self, order: Order) -> None:
+        now = self._clock.now_ns()
+        if order.status != OrderStatus.PENDING_SUBMIT:
+            return
+        if order.client_order_id in self._cancel_requested:
+            # Cancelled while it waited for its throttle slot: it never leaves.
+            order.transition(OrderStatus.REJECTED, now, "canceled before it was sent")
+            self._on_order_update(order)
+            return
         order.transition(OrderStatus.SUBMITTED, now)
         try:
             self._venue.submit_order(order)
         except RetryableError as error:
             # A timeout or dropped connection: the outcome is unknown, never a rejection.
             # The order stays in flight until a lookup by its client id settles it.
-            if order.status is OrderStatus.SUBMITTED:
+            if order.can_transition(OrderStatus.UNKNOWN):
                 order.transition(OrderStatus.UNKNOWN, now, str(error))
             self._log.record(f"unknown {order.client_order_id} {now} {error}")
 

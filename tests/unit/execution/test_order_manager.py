@@ -201,3 +201,44 @@ def test_a_fill_after_a_confirmed_cancel_is_still_booked() -> None:
     assert entry.status is OrderStatus.CANCELED and entry.filled_qty == 0
     assert r.engine.portfolio.qty("AAA") == 5
     assert "late_fill" in "".join(r.log.lines or [])
+
+
+def test_submissions_wait_for_their_throttle_slot_and_a_cancel_stops_a_waiting_order() -> None:
+    from quantdesk.execution.throttle import RateLimit, Throttler
+
+    r = rig()
+    throttler = Throttler(
+        [RateLimit("orders", 2, 60 * 1_000_000_000)],
+        clock_ns=r.clock.now_ns,
+        policy="wait",
+        max_wait_ns=3_600 * 1_000_000_000,
+    )
+    r.engine.orders._throttler = throttler
+    r.feed(flat_bar(0, 100.0))
+    first = _enter_long(r, qty="1", entry="90")
+    second = _enter_long(r, qty="1", entry="90")
+    third = _enter_long(r, qty="1", entry="90")
+    fourth = _enter_long(r, qty="1", entry="90")
+    assert [o.status for o in (first, second)] == [OrderStatus.ACCEPTED, OrderStatus.ACCEPTED]
+    assert third.status is OrderStatus.PENDING_SUBMIT and fourth.status is OrderStatus.PENDING_SUBMIT
+    assert r.venue.query_order(third.client_order_id) is None  # not sent yet
+    r.engine.orders.cancel(fourth.client_order_id)
+    r.feed(flat_bar(1, 100.0))  # one minute later: the window has room again
+    assert third.status is OrderStatus.ACCEPTED
+    assert fourth.status is OrderStatus.REJECTED and fourth.reason == "canceled before it was sent"
+    assert r.venue.query_order(fourth.client_order_id) is None
+    assert throttler.stats().waits == 2
+
+
+def test_a_throttle_that_refuses_rejects_the_order_locally_with_the_reason() -> None:
+    from quantdesk.execution.throttle import RateLimit, Throttler
+
+    r = rig()
+    r.engine.orders._throttler = Throttler(
+        [RateLimit("orders", 1, 1_000_000_000)], clock_ns=r.clock.now_ns, policy="reject"
+    )
+    r.feed(flat_bar(0, 100.0))
+    _enter_long(r, qty="1", entry="90")
+    refused = _enter_long(r, qty="1", entry="90")
+    assert refused.status is OrderStatus.REJECTED and refused.reason.startswith("throttled: orders")
+    assert r.venue.query_order(refused.client_order_id) is None
