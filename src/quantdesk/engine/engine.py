@@ -50,6 +50,22 @@ class FlattenReport:
 
 
 @dataclass(frozen=True, slots=True)
+class FlattenCompleted:
+    """A flatten finished: every order it cancelled is gone and every position it closed is flat.
+
+    `ts` is when it was asked (clock time); `duration_ns` is wall time (monotonic) from the
+    request to the last answer — what the burn-in's "every flatten within 2 s" measures.
+    """
+
+    ts: int
+    actor: str
+    reason: str
+    canceled: int
+    closing_orders: int
+    duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     """Engine settings: account currency, the time zone of session days, the pipeline's config."""
 
@@ -121,6 +137,8 @@ class Engine:
         self._end_of_day = EndOfDay(self.config.pipeline.risk, calendar) if calendar is not None else None
         self._publish_signals = False
         self._publish_bars = False
+        # (clock ts, monotonic start, actor, reason, canceled, closing) of a flatten not yet done.
+        self._flatten_pending: tuple[int, int, str, str, int, int] | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -265,6 +283,8 @@ class Engine:
         the end-of-day flatten leaves entries to the cutoff instead.
         """
         started = monotonic_ns()
+        if self._flatten_pending is not None:
+            started = self._flatten_pending[1]  # a repeat continues the flatten in progress
         if pause:
             self.state.pause(reason, actor)
         issued_before = len(self.orders.orders)
@@ -274,6 +294,8 @@ class Engine:
         closing = len(self.orders.orders) - issued_before  # every order a flatten issues closes
         report = FlattenReport(canceled, closing, monotonic_ns() - started)
         self.flattens.append(report)
+        self._flatten_pending = (self.clock.now_ns(), started, actor, reason, canceled, closing)
+        self._check_flatten_done()
         self.event_log.record(f"flatten {actor} {self.clock.now_ns()} {canceled} {closing} {reason}")
         return report
 
@@ -340,7 +362,20 @@ class Engine:
         if self.bus.has_subscribers(Fill):
             self.bus.publish(fill)
 
+    def _check_flatten_done(self) -> None:
+        pending = self._flatten_pending
+        if pending is None or self.open_strategy_positions() or self.orders.working_orders():
+            return
+        self._flatten_pending = None
+        ts, started, actor, reason, canceled, closing = pending
+        done = FlattenCompleted(ts, actor, reason, canceled, closing, monotonic_ns() - started)
+        self.event_log.record(f"flatten_done {ts} {canceled} {closing}")
+        if self.bus.has_subscribers(FlattenCompleted):
+            self.bus.publish(done)
+
     def _on_order_update(self, order: Order) -> None:
+        if self._flatten_pending is not None:
+            self._check_flatten_done()
         if self._order_listeners:
             key = (self.orders.strategy_of(order.client_order_id), order.symbol)
             strategy = self._order_listeners.get(key)

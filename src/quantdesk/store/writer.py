@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from quantdesk.engine.engine import SignalBlocked
+from quantdesk.engine.engine import FlattenCompleted, SignalBlocked
 from quantdesk.engine.pipeline import DecisionRecord
 from quantdesk.errors import RetryableError
 from quantdesk.execution.client_ids import DuplicateClientId, Leg
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 # Kinds of buffered records: a tag and the immutable data, nothing formatted on the hot path.
-_SIGNAL, _DECISION, _ORDER, _FILL, _STATE, _REFUSED = range(6)
+_SIGNAL, _DECISION, _ORDER, _FILL, _STATE, _REFUSED, _FLATTEN = range(7)
 Record = tuple[Any, ...]
 # A query's IN list stays well under SQLite's and psycopg's parameter limits.
 _IN_CHUNK = 500
@@ -53,6 +53,7 @@ _MAX_RETRY_S = 5.0
 _EXIT = Leg.EXIT.value
 _LEGS = {leg.value: leg for leg in Leg}
 _REFUSED_KIND = "SIGNAL_REFUSED"
+_FLATTEN_KIND = "flatten"  # read by store.reports (FLATTEN_EVENT_KIND)
 
 
 class StoreWriteFailed(RetryableError):
@@ -333,6 +334,7 @@ class StoreWriter:
         engine.bus.subscribe(Order, self._on_order)
         engine.bus.subscribe(Fill, self._on_fill)
         engine.bus.subscribe(SignalBlocked, self._on_refused)
+        engine.bus.subscribe(FlattenCompleted, self._on_flatten)
         engine.pipeline.subscribe(self._on_decision)
         engine.state.subscribe(self._on_state_change)
 
@@ -365,6 +367,9 @@ class StoreWriter:
 
     def _on_refused(self, refused: SignalBlocked) -> None:
         self._append((_REFUSED, refused))
+
+    def _on_flatten(self, done: FlattenCompleted) -> None:
+        self._append((_FLATTEN, done))
 
     def _on_state_change(self, change: StateChange) -> None:
         self._append((_STATE, change))
@@ -652,6 +657,7 @@ class _Staged:
         fills: list[Fill] = []
         changes: list[StateChange] = []
         refused: list[SignalBlocked] = []
+        flattens: list[FlattenCompleted] = []
         for record in batch:
             kind = record[0]
             if kind == _SIGNAL:
@@ -670,6 +676,8 @@ class _Staged:
                 changes.append(record[1])
                 if record[1].action == "mode" and record[1].reason in Mode.__members__:
                     self.mode = Mode(record[1].reason)
+            elif kind == _FLATTEN:
+                flattens.append(record[1])
             else:
                 refused.append(record[1])
         # A decision or refusal whose signal was not published (writer attached late) brings it.
@@ -681,6 +689,30 @@ class _Staged:
         self._orders(session, orders, fills)
         self._fills(session, fills)
         self._appends(session, changes, refused)
+        self._flattens(session, flattens)
+
+    def _flattens(self, session: Session, flattens: list[FlattenCompleted]) -> None:
+        """Each finished flatten as a risk event the burn-in check reads (kind "flatten")."""
+        if self.w._verify and flattens:
+            query = select(RiskEventRow.ts).where(RiskEventRow.kind == _FLATTEN_KIND)
+            done = set(session.scalars(query.where(RiskEventRow.ts.in_(sorted({f.ts for f in flattens})))))
+            flattens = [f for f in flattens if f.ts not in done]
+        rows = [
+            {
+                "ts": f.ts,
+                "kind": _FLATTEN_KIND,
+                "symbol": None,
+                "reason": f.reason,
+                "details": {
+                    "duration_ms": f.duration_ns / 1_000_000,
+                    "actor": f.actor,
+                    "canceled": f.canceled,
+                    "closing_orders": f.closing_orders,
+                },
+            }
+            for f in flattens
+        ]
+        _insert(session, RiskEventRow, rows, ids=False)
 
     def _signals(self, session: Session, signals: list[tuple[int, Signal]]) -> None:
         if self.w._verify and signals:

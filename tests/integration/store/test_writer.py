@@ -741,3 +741,48 @@ def test_the_engine_commits_each_order_row_before_the_venue_sees_it(db_url: str)
     r.engine.orders.enter("s", "AAA", Side.BUY, Decimal(3), plan_id=plan, stop=Decimal(95))
     r.feed(flat_bar(1, 100.0))
     assert seen_at_venue == ["PENDING_SUBMIT", "PENDING_SUBMIT"]  # the entry, then its stop
+
+
+def test_a_finished_flatten_is_stored_as_a_risk_event_with_its_duration(db_url: str) -> None:
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from kit import flat_bar, rig
+    from quantdesk.engine import FlattenCompleted
+    from quantdesk.execution.client_ids import plan_client_id
+    from quantdesk.model import Side
+    from quantdesk.risk.messages import Mode
+    from quantdesk.store import RiskEventRow, make_engine, session_factory, upgrade
+    from quantdesk.store.writer import StoreWriter
+
+    upgrade(db_url)
+    sessions = session_factory(make_engine(db_url))
+    r = rig()
+    writer = StoreWriter(sessions, mode=Mode.BACKTEST, config_sha="t")
+    writer.attach(r.engine)
+    done: list[FlattenCompleted] = []
+    r.bus.subscribe(FlattenCompleted, done.append)
+    r.feed(flat_bar(0, 100.0))
+    plan = plan_client_id(
+        strategy="s",
+        symbol="AAA",
+        side="BUY",
+        entry=None,
+        stop=Decimal(95),
+        targets=(),
+        qty=Decimal(3),
+        signal_ts=1,
+        config_sha="t",
+    )
+    r.engine.orders.enter("s", "AAA", Side.BUY, Decimal(3), plan_id=plan, stop=Decimal(95))
+    r.feed(flat_bar(1, 100.0))
+    r.engine.flatten("kill switch", actor="test")
+    assert done == []  # the closing order has not filled yet
+    r.feed(flat_bar(2, 100.0))
+    assert len(done) == 1 and done[0].canceled == 1 and done[0].closing_orders == 1
+    writer.flush()
+    with sessions() as session:
+        [row] = session.scalars(select(RiskEventRow).where(RiskEventRow.kind == "flatten")).all()
+    assert row.reason == "kill switch" and row.details["actor"] == "test"
+    assert 0 < row.details["duration_ms"] < 2_000
