@@ -14,6 +14,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
+from quantdesk.execution.order_manager import BeforeSend
 from quantdesk.model import Bar, Instrument
 from quantdesk.risk.messages import Mode
 from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
@@ -83,6 +84,7 @@ def rig(
     default_qty: Decimal = Decimal(1),
     is_open: Callable[[int], bool] | None = None,
     pipeline: PipelineConfig | None = None,
+    before_send: BeforeSend | None = None,
 ) -> Rig:
     instruments = list(instruments) or [instrument()]
     by_symbol = {i.symbol: i for i in instruments}
@@ -100,6 +102,7 @@ def rig(
             pipeline=pipeline or PipelineConfig(risk=research_risk_config(default_qty), mode=Mode.BACKTEST)
         ),
         event_log=log,
+        before_send=before_send,
     )
     venue.set_price_source(engine.last_bar)
     return Rig(engine, venue, clock, bus, log)

@@ -693,24 +693,52 @@ def test_the_background_writer_rides_out_a_real_postgresql_outage(
     _assert_store_matches_engine(desk, open_store(admin_url))
 
 
-def test_the_engine_commits_each_order_row_before_the_venue_sees_it(db_url: str) -> None:
-    """The outbox wired through Engine(before_send=...): every order the venue receives is
-    already a committed PENDING_SUBMIT (or later) row, read by an independent session."""
-    from decimal import Decimal
-
-    from sqlalchemy import select
-
-    from kit import flat_bar, rig
-    from quantdesk.model import Side
+def _stored_rig(db_url: str, *, outbox: bool):  # type: ignore[no-untyped-def]
+    """An engine on the simulated venue with a StoreWriter on a migrated store."""
+    from kit import rig
     from quantdesk.risk.messages import Mode
-    from quantdesk.store import OrderRow, make_engine, session_factory, upgrade
+    from quantdesk.store import make_engine, session_factory, upgrade
     from quantdesk.store.writer import StoreWriter
 
     upgrade(db_url)
     sessions = session_factory(make_engine(db_url))
     writer = StoreWriter(sessions, mode=Mode.BACKTEST, config_sha="t")
-    r = rig()
-    r.engine.orders._before_send = writer.persist_before_send
+    r = rig(before_send=writer.persist_before_send if outbox else None)
+    return r, sessions, writer
+
+
+def _enter_with_stop(r) -> None:  # type: ignore[no-untyped-def]
+    """A filled entry of 3 with a protective stop at 95 (entry placed on bar 0, filled on bar 1)."""
+    from decimal import Decimal
+
+    from kit import flat_bar
+    from quantdesk.execution.client_ids import plan_client_id
+    from quantdesk.model import Side
+
+    r.feed(flat_bar(0, 100.0))
+    plan = plan_client_id(
+        strategy="s",
+        symbol="AAA",
+        side="BUY",
+        entry=None,
+        stop=Decimal(95),
+        targets=(),
+        qty=Decimal(3),
+        signal_ts=1,
+        config_sha="t",
+    )
+    r.engine.orders.enter("s", "AAA", Side.BUY, Decimal(3), plan_id=plan, stop=Decimal(95))
+    r.feed(flat_bar(1, 100.0))
+
+
+def test_the_engine_commits_each_order_row_before_the_venue_sees_it(db_url: str) -> None:
+    """The outbox wired through Engine(before_send=...): every order the venue receives is
+    already a committed PENDING_SUBMIT row, read by an independent session."""
+    from sqlalchemy import select
+
+    from quantdesk.store import OrderRow
+
+    r, sessions, _ = _stored_rig(db_url, outbox=True)
     seen_at_venue: list[str] = []
     original_submit = r.venue.submit_order
 
@@ -719,64 +747,26 @@ def test_the_engine_commits_each_order_row_before_the_venue_sees_it(db_url: str)
             row = session.scalars(
                 select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
             ).one()
-            seen_at_venue.append(row.status.value if hasattr(row.status, "value") else str(row.status))
+            seen_at_venue.append(str(row.status))
         original_submit(order)
 
     r.venue.submit_order = submit  # type: ignore[method-assign]
-    r.engine.orders._venue = r.venue
-    r.feed(flat_bar(0, 100.0))
-    from quantdesk.execution.client_ids import plan_client_id
-
-    plan = plan_client_id(
-        strategy="s",
-        symbol="AAA",
-        side="BUY",
-        entry=None,
-        stop=Decimal(95),
-        targets=(),
-        qty=Decimal(3),
-        signal_ts=1,
-        config_sha="t",
-    )
-    r.engine.orders.enter("s", "AAA", Side.BUY, Decimal(3), plan_id=plan, stop=Decimal(95))
-    r.feed(flat_bar(1, 100.0))
+    _enter_with_stop(r)
     assert seen_at_venue == ["PENDING_SUBMIT", "PENDING_SUBMIT"]  # the entry, then its stop
 
 
 def test_a_finished_flatten_is_stored_as_a_risk_event_with_its_duration(db_url: str) -> None:
-    from decimal import Decimal
-
     from sqlalchemy import select
 
-    from kit import flat_bar, rig
+    from kit import flat_bar
     from quantdesk.engine import FlattenCompleted
-    from quantdesk.execution.client_ids import plan_client_id
-    from quantdesk.model import Side
-    from quantdesk.risk.messages import Mode
-    from quantdesk.store import RiskEventRow, make_engine, session_factory, upgrade
-    from quantdesk.store.writer import StoreWriter
+    from quantdesk.store import RiskEventRow
 
-    upgrade(db_url)
-    sessions = session_factory(make_engine(db_url))
-    r = rig()
-    writer = StoreWriter(sessions, mode=Mode.BACKTEST, config_sha="t")
+    r, sessions, writer = _stored_rig(db_url, outbox=False)
     writer.attach(r.engine)
     done: list[FlattenCompleted] = []
     r.bus.subscribe(FlattenCompleted, done.append)
-    r.feed(flat_bar(0, 100.0))
-    plan = plan_client_id(
-        strategy="s",
-        symbol="AAA",
-        side="BUY",
-        entry=None,
-        stop=Decimal(95),
-        targets=(),
-        qty=Decimal(3),
-        signal_ts=1,
-        config_sha="t",
-    )
-    r.engine.orders.enter("s", "AAA", Side.BUY, Decimal(3), plan_id=plan, stop=Decimal(95))
-    r.feed(flat_bar(1, 100.0))
+    _enter_with_stop(r)
     r.engine.flatten("kill switch", actor="test")
     assert done == []  # the closing order has not filled yet
     r.feed(flat_bar(2, 100.0))
