@@ -79,17 +79,7 @@ def render_html(
     MAX_TRADE_ROWS trades and says how many it left out. All text is HTML-escaped.
     """
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="sub">{_span(equity)} · {stats.bars:,} bars · {stats.trades:,} trades · times in UTC</p>',
+        *page_start(title, f"{_span(equity)} · {stats.bars:,} bars · {stats.trades:,} trades · times in UTC"),
         _meta_table(meta),
         "<h2>Performance</h2>",
         _stats_panels(stats),
@@ -109,6 +99,24 @@ def render_html(
     )
     parts.append("</body>\n</html>\n")
     return "\n".join(parts)
+
+
+def page_start(title: str, subtitle: str, extra_css: str = "") -> list[str]:
+    """The opening of every quantdesk HTML report: head, shared style (plus `extra_css`), the
+    title and a subtitle line. `title` and `subtitle` are escaped here."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_CSS}{extra_css}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">{escape(subtitle)}</p>',
+    ]
 
 
 def write_html(path: str | os.PathLike[str], html: str) -> Path:

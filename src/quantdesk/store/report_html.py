@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
-from quantdesk.backtest.report import write_html
+from quantdesk.backtest.report import page_start, write_html
 from quantdesk.portfolio.trades import TradeRecord
 from quantdesk.store.reports import (
     DailyReport,
@@ -232,27 +232,10 @@ def _rich_table(title: str, columns: Sequence[str], *, numeric: set[int]) -> Tab
 # -- the HTML page ---------------------------------------------------------------------------------
 
 # The backtest report's palette and type, so the two read as one product; system fonts only.
-_CSS = """
-:root { --fg:#1d2330; --muted:#667085; --line:#e4e7ec; --pos:#067647; --neg:#b42318;
-        --bg:#ffffff; --panel:#f8f9fb; }
-* { box-sizing:border-box; }
-body { margin:0 auto; max-width:1180px; padding:24px 28px 48px; color:var(--fg);
-       background:var(--bg); font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
-       "Helvetica Neue",Arial,sans-serif; }
-h1 { font-size:24px; margin:0 0 4px; }
-h2 { font-size:16px; margin:28px 0 8px; }
-.sub { color:var(--muted); margin:0 0 16px; }
-table { border-collapse:collapse; width:100%; }
-th, td { padding:4px 8px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
-th { font-weight:600; color:var(--muted); background:var(--panel); }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-.meta th { width:220px; background:none; }
-.pos { color:var(--pos); }
-.neg { color:var(--neg); }
+# Only what the daily report adds to the shared report style.
+_EXTRA_CSS = """
 tr.total td { font-weight:600; }
 .small td, .small th { font-size:12.5px; padding:3px 6px; }
-.scroll { overflow-x:auto; }
-footer { margin-top:32px; color:var(--muted); font-size:12px; }
 """
 
 
@@ -268,17 +251,7 @@ def render_html(report: DailyReport) -> str:
     title = f"quantdesk daily report {report.day.isoformat()}"
     statuses, legs = _order_matrix(report)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="sub">Local day in {escape(report.tz)} · {escape(window)}</p>',
+        *page_start(title, f"Local day in {report.tz} · {window}", _EXTRA_CSS),
         _meta(_summary_lines(report)),
         "<h2>Blocks by reason</h2>",
         _table(("Reason", "Count"), [[reason, str(count)] for reason, count in report.blocks_by_reason], {1}),
