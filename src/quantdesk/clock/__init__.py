@@ -4,9 +4,18 @@ from quantdesk.clock.clock import (
     NANOS_PER_SECOND,
     Clock,
     LiveClock,
+    PacedClock,
     SimulatedClock,
     TimeEvent,
     monotonic_ns,
 )
 
-__all__ = ["NANOS_PER_SECOND", "Clock", "LiveClock", "SimulatedClock", "TimeEvent", "monotonic_ns"]
+__all__ = [
+    "NANOS_PER_SECOND",
+    "Clock",
+    "LiveClock",
+    "PacedClock",
+    "SimulatedClock",
+    "TimeEvent",
+    "monotonic_ns",
+]

@@ -142,6 +142,31 @@ class LiveClock(Clock):
         return self._fire_due(self.now_ns())
 
 
+class PacedClock(LiveClock):
+    """Wall-paced time that starts at a past instant and runs `speed` times faster than real time.
+
+    The paper node replays a recorded session through it: bars arrive when this
+    clock reaches their time, alarms (end-of-day flatten, reconciliation) fire when
+    the live loop calls `fire_due`, exactly as on a wall clock. Example: a session
+    from 09:30 at `speed=60` reaches 10:30 after one real minute.
+    """
+
+    def __init__(self, start_ns: int, speed: float = 1.0) -> None:
+        super().__init__()
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.start_ns = start_ns
+        self.speed = speed
+        self._origin = time.perf_counter_ns()
+
+    def now_ns(self) -> int:
+        return self.start_ns + int((time.perf_counter_ns() - self._origin) * self.speed)
+
+    def seconds_until(self, ts: int) -> float:
+        """Real seconds until this clock reads `ts` (zero or less: already there)."""
+        return (ts - self.now_ns()) / self.speed / NANOS_PER_SECOND
+
+
 def monotonic_ns() -> int:
     """Monotonic nanoseconds for measuring elapsed time (never a timestamp)."""
     return time.perf_counter_ns()

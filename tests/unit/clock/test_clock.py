@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from quantdesk.clock import LiveClock, SimulatedClock, TimeEvent
+from quantdesk.clock import LiveClock, PacedClock, SimulatedClock, TimeEvent
 
 
 def test_simulated_clock_reports_the_time_it_was_set_to() -> None:
@@ -87,3 +89,23 @@ def test_live_clock_reads_wall_time_and_fires_due_alarms() -> None:
     clock.set_alarm("future", before + 3600 * 10**9, lambda e: fired.append(e.name))
     assert clock.fire_due() == 1
     assert fired == ["past"]
+
+
+def test_paced_clock_runs_from_its_start_at_its_speed() -> None:
+    start = 1_704_205_800_000_000_000
+    clock = PacedClock(start, speed=1_000.0)
+    first = clock.now_ns()
+    assert start <= first < start + 1_000_000_000  # under a real millisecond from construction
+    deadline = first + 2_000_000_000  # two paced seconds = two real milliseconds
+    wait = clock.seconds_until(deadline)
+    assert 0 < wait <= 0.002
+    fired: list[int] = []
+    clock.set_alarm("a", deadline, lambda event: fired.append(event.ts))
+    time.sleep(wait + 0.001)
+    assert clock.now_ns() >= deadline
+    assert clock.fire_due() == 1 and fired == [deadline]
+
+
+def test_paced_clock_refuses_a_speed_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="speed must be positive"):
+        PacedClock(0, speed=0)
