@@ -7,11 +7,12 @@ from datetime import date
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from quantdesk.errors import QuantdeskError
+from quantdesk.errors import QuantdeskError, UserError
 
 app = typer.Typer(
     name="quantdesk",
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True)
+
+_DB_HELP_PAPER = "Store URL (default: QUANTDESK_DB_URL, else SQLite in VAR_DIR/quantdesk.db)."
 
 # Progress is drawn only for runs long enough to need it.
 _PROGRESS_MIN_BARS = 200_000
@@ -166,6 +169,70 @@ def samples() -> None:
 
     for name in sample_names():
         console.print(f"sample:{name}")
+
+
+@app.command()
+def paper(
+    data: Annotated[
+        str | None, typer.Option(help="Bars to replay: CSV/Parquet or sample:NAME (default: synthetic).")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Replay speed, times real time.")] = 60.0,
+    port: Annotated[int, typer.Option(help="API port (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(help="API address; keep 127.0.0.1 unless proxied.")] = "127.0.0.1",
+    db: Annotated[str | None, typer.Option(help=_DB_HELP_PAPER)] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Redis URL for events (default: QUANTDESK_REDIS_URL, else none).")
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="Strategy name (see `quantdesk strategies`).")] = (
+        "vwap_mean_reversion"
+    ),
+    param: Annotated[
+        list[str] | None, typer.Option(help="Strategy parameter NAME=VALUE, repeatable.")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(help="Risk limits, sizing, ranking, protections (TOML/JSON).")
+    ] = None,
+    cash: Annotated[str, typer.Option(help="Starting cash.")] = "100000",
+    days: Annotated[int, typer.Option(help="Synthetic sessions to replay (without --data).")] = 1,
+    calendar: Annotated[str, typer.Option(help="Exchange calendar: XNYS or XNSE.")] = "XNYS",
+    var_dir: Annotated[str, typer.Option(help="Where the SQLite store, token and logs live.")] = "var",
+    exit_at_end: Annotated[bool, typer.Option(help="Stop when the replay ends.")] = False,
+    flatten_on_stop: Annotated[bool, typer.Option(help="Flatten everything on shutdown.")] = True,
+) -> None:
+    """Paper-trade: replay a session through the live path into the simulated venue, with the API.
+
+    Stops cleanly on Ctrl+C or SIGTERM (pause, flatten, stop the feed, flush the store).
+    """
+    import asyncio
+    import os
+
+    from quantdesk.backtest.job import parse_decimal, parse_params
+    from quantdesk.node import NodeConfig, PaperNode
+
+    try:
+        settings = NodeConfig(
+            data=data,
+            speed=speed,
+            port=port,
+            host=host,
+            db_url=db,
+            redis_url=redis or os.environ.get("QUANTDESK_REDIS_URL") or None,
+            strategy=strategy,
+            params=parse_params(param or []) if param else NodeConfig().params,
+            config_file=config,
+            cash=parse_decimal(cash, "--cash"),
+            days=days,
+            calendar=calendar,
+            var_dir=var_dir,  # type: ignore[arg-type]
+            exit_at_end=exit_at_end,
+            flatten_on_stop=flatten_on_stop,
+        )
+        asyncio.run(PaperNode(settings).run())
+    except QuantdeskError as error:
+        raise _fail(error) from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise _fail(UserError(f"--{first['loc'][0]}: {first['msg']}")) from None
 
 
 db_app = typer.Typer(help="The store: migrations of the audit-chain database.", no_args_is_help=True)

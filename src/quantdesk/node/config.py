@@ -1,0 +1,62 @@
+"""The node's own settings: what to replay, how fast, where the store, Redis and the API live."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The default paper day: three seeded synthetic symbols, so the demo needs no data to install.
+DEFAULT_SYMBOLS = ("SYNA", "SYNB", "SYNC")
+DEFAULT_PARAMS = {"k": "1.5", "stop_k": "3.0", "warmup_bars": "15", "exit_before_close": "15"}
+
+
+class NodeConfig(BaseModel):
+    """Everything `quantdesk paper` takes. Defaults need nothing installed: SQLite under
+    `var_dir`, the in-process bus, the API on 127.0.0.1.
+
+    `data` is a file path or ``sample:NAME``; without it the node replays
+    `days` seeded synthetic sessions of `symbols` from `start` (SYNTHETIC data,
+    said so in the logs). `speed` is how many times faster than real time the
+    session replays.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: str = "vwap_mean_reversion"
+    params: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    data: str | None = None
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    start: str = "2024-01-02"
+    days: int = Field(default=1, ge=1, le=30)
+    calendar: str = "XNYS"
+    currency: str = "USD"
+    speed: float = Field(default=60.0, gt=0, le=1_000_000)
+    cash: Decimal = Field(default=Decimal(100_000), gt=0)
+    config_file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65_535)
+    db_url: str | None = None
+    redis_url: str | None = None
+    api_token: str | None = None
+    var_dir: Path = Path("var")
+    alert_urls: tuple[str, ...] = ()
+    flatten_on_stop: bool = True
+    exit_at_end: bool = False
+    watch_interval_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("speed")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("speed must be a finite number")
+        return value
+
+    @property
+    def token_path(self) -> Path:
+        return self.var_dir / "api-token"
+
+    @property
+    def log_path(self) -> Path:
+        return self.var_dir / "logs" / "quantdesk.jsonl"

@@ -1,0 +1,271 @@
+"""The composition root of a paper node: builds every part, starts them in order, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import structlog
+
+from quantdesk.bus import MessageBus
+from quantdesk.clock import PacedClock
+from quantdesk.clock.calendar import MarketCalendar
+from quantdesk.config import TradingConfig, load_config
+from quantdesk.data.instruments import instrument_for
+from quantdesk.data.samples import resolve_data
+from quantdesk.data.series import BarSeries
+from quantdesk.data.synthetic import synthetic_intraday
+from quantdesk.engine import Engine, EngineConfig
+from quantdesk.engine.pipeline import PipelineConfig
+from quantdesk.errors import UserError
+from quantdesk.model import Instrument, OrderType, Tick
+from quantdesk.node.config import NodeConfig
+from quantdesk.node.feed import ReplayFeed, sleep_unless
+from quantdesk.risk.config import RiskConfig, SizingConfig
+from quantdesk.risk.messages import Mode
+from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
+from quantdesk.store.writer import StoreWriter
+from quantdesk.strategies import get_strategy
+from quantdesk.venues.sim import SimulatedExchange
+
+log = structlog.get_logger("quantdesk.node")
+
+# Protective orders still go out while the store is down (their outbox rows are buffered):
+# a dead database must never leave a position without its stop or its exit.
+_SEND_WHEN_STORE_DOWN = frozenset({"STOP", "TP1", "TP2", "EXIT"})
+
+
+@dataclass
+class _Step:
+    """One shutdown step: its log line and what it does."""
+
+    message: str
+    run: Callable[[], Any]
+
+
+@dataclass
+class NodeParts:
+    """What the composition root built, for the API, tests and shutdown."""
+
+    clock: PacedClock
+    engine: Engine
+    venue: SimulatedExchange
+    feed: ReplayFeed
+    writer: StoreWriter
+    db_url: str
+    trading: TradingConfig
+    data_label: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
+    """The bars to replay and how to describe them (a file, a sample, or seeded synthetic sessions)."""
+    if config.data is not None:
+        series = resolve_data(config.data)
+        if not series:
+            raise UserError(f"{config.data}: no bars to replay")
+        return series, config.data
+    series = {
+        symbol: synthetic_intraday(
+            symbol, days=config.days, start=config.start, exchange=_exchange(config), seed=7 + i
+        )
+        for i, symbol in enumerate(config.symbols)
+    }
+    return series, f"SYNTHETIC intraday bars of {', '.join(config.symbols)} from {config.start}"
+
+
+def _exchange(config: NodeConfig) -> Any:
+    return "XNSE" if config.calendar in {"XNSE", "XBOM"} else "XNYS"
+
+
+def build(config: NodeConfig) -> NodeParts:
+    """Build and wire every part of a paper node; touches the store (migrates it) but sends nothing."""
+    strategy_class = get_strategy(config.strategy)
+    strategy_class.parse_params(config.params)  # a bad parameter fails before any I/O
+    trading = load_config(config.config_file) if config.config_file else default_trading_config(config.cash)
+    series, label = load_series(config)
+
+    url = database_url(config.db_url, data_dir=config.var_dir)
+    if url.startswith("sqlite:///"):
+        config.var_dir.mkdir(parents=True, exist_ok=True)
+    db = connect(url)  # StoreUnavailable here: a clear error, nothing started
+    upgrade(url)
+    log.info("store_ready", url=safe_url(url))
+
+    calendar = MarketCalendar(config.calendar)
+    instruments: dict[str, Instrument] = {
+        symbol: instrument_for(
+            symbol, price_decimals=s.price_decimals, exchange=config.calendar, currency=config.currency
+        )
+        for symbol, s in series.items()
+    }
+    first_ts = min(int(s.ts[0]) for s in series.values() if len(s))
+    clock = PacedClock(first_ts, speed=config.speed)
+    venue = SimulatedExchange(
+        instruments,
+        cash=config.cash,
+        currency=config.currency,
+        is_open=calendar.is_open,
+        clock_ns=clock.now_ns,
+    )
+    writer = StoreWriter(
+        session_factory(db),
+        mode=Mode.PAPER,
+        config_sha=trading.sha256(),
+        send_when_down=_SEND_WHEN_STORE_DOWN,
+    )
+    engine = Engine(
+        clock=clock,
+        bus=MessageBus(),
+        venue=venue,
+        instruments=instruments,
+        cash=config.cash,
+        config=EngineConfig(
+            account_currency=config.currency,
+            timezone=calendar.tz,
+            pipeline=PipelineConfig(
+                risk=trading.risk,
+                ranking=trading.ranking,
+                protections=trading.protections,
+                mode=Mode.PAPER,
+                config_sha=trading.sha256(),
+            ),
+        ),
+        calendar=calendar,
+        before_send=writer.persist_before_send,
+    )
+    venue.set_price_source(engine.last_bar)
+    for symbol in series:
+        engine.add_strategy(strategy_class(symbol, **config.params))
+    writer.attach(engine)
+    feed = ReplayFeed(engine, venue, clock, series)
+    return NodeParts(clock, engine, venue, feed, writer, url, trading, label)
+
+
+def default_trading_config(cash: Decimal) -> TradingConfig:
+    """Paper defaults: `RiskConfig`'s limits and risk-based sizing, with each position's notional
+    capped at an equal share of the starting cash, so a tight stop never buys leverage."""
+    risk = RiskConfig()
+    share = (cash / risk.max_open_positions).quantize(Decimal(1), rounding=ROUND_DOWN)
+    return TradingConfig(risk=RiskConfig(sizing=SizingConfig(mode="risk", max_notional=share)))
+
+
+def fill_closing_orders_at_last_price(parts: NodeParts) -> int:
+    """Paper fills a flatten's market orders at each symbol's last price at once, as a paper
+    broker does, instead of waiting for the next bar; returns how many symbols it priced."""
+    engine, venue = parts.engine, parts.venue
+    now = parts.clock.now_ns()
+    symbols = {o.symbol for o in engine.orders.working_orders() if o.order_type is OrderType.MARKET}
+    priced = 0
+    for symbol in sorted(symbols):
+        last = engine.last_bar.get(symbol)
+        if last is not None:
+            venue.on_tick(Tick(symbol, now, last.close, 0.0, now))
+            priced += 1
+    return priced
+
+
+class PaperNode:
+    """A paper-trading node: replay -> engine -> simulated venue, with the store and the API.
+
+    `run()` starts the parts in dependency order and, when asked to stop
+    (SIGINT/SIGTERM or `request_stop`), stops them in reverse: pause, flatten
+    if configured, stop the feed, stop the order watcher, flush the store — one
+    log line per step.
+    """
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.parts: NodeParts | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        parts = self.parts = build(self.config)
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
+        parts.engine.start()
+        parts.writer.start_background()
+        log.info(
+            "node_started",
+            mode="PAPER",
+            data=parts.data_label,
+            speed=self.config.speed,
+            config_sha=parts.trading.sha256()[:12],
+        )
+        self._tasks = [
+            asyncio.create_task(self._replay(parts), name="replay"),
+            asyncio.create_task(self._watch(parts), name="order-watcher"),
+        ]
+        self.started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(parts)
+
+    async def _replay(self, parts: NodeParts) -> None:
+        await parts.feed.run(self._stop)
+        if parts.feed.state == "finished":
+            log.info("replay_finished", bars=parts.feed.delivered)
+            if self.config.exit_at_end:
+                self.request_stop()
+
+    async def _watch(self, parts: NodeParts) -> None:
+        """Alarms between bars, and lookups of orders whose outcome is unknown."""
+        while not self._stop.is_set():
+            parts.clock.fire_due()
+            parts.engine.orders.resolve_unknown()
+            await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
+
+    async def _shutdown(self, parts: NodeParts) -> None:
+        engine = parts.engine
+        steps = [_Step("Trading PAUSED", lambda: engine.pause("shutdown", "node"))]
+        if self.config.flatten_on_stop:
+            steps.append(_Step("Positions flattened", lambda: self._flatten(parts)))
+        steps += [
+            _Step("Replay feed stopped", lambda: self._cancel("replay")),
+            _Step("OrderWatcher stopped", lambda: self._cancel("order-watcher")),
+            _Step("Engine stopped", engine.stop),
+            _Step("Store flushed", parts.writer.stop),
+        ]
+        for step in steps:
+            try:
+                result = step.run()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                log.info(step.message, result=result if isinstance(result, int | str) else None)
+            except Exception as error:  # one failed step must not leave the rest undone
+                log.error(f"{step.message} failed", error=str(error))
+        log.info("Node stopped")
+
+    def _flatten(self, parts: NodeParts) -> str:
+        if not (parts.engine.open_strategy_positions() or parts.engine.orders.working_orders()):
+            return "nothing open"
+        report = parts.engine.flatten("shutdown", "node")
+        fill_closing_orders_at_last_price(parts)
+        left = len(parts.engine.open_strategy_positions())
+        return f"{report.canceled} cancelled, {report.closing_orders} closing, {left} left open"
+
+    async def _cancel(self, name: str) -> str:
+        for task in self._tasks:
+            if task.get_name() == name and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return name
+
+
+def equity(parts: NodeParts) -> Decimal:
+    """Cash plus open positions at the last prices."""
+    return parts.engine.portfolio.equity(parts.engine.marks())

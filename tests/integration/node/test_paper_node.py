@@ -1,0 +1,139 @@
+"""The paper node as a whole: built from its config, replays a session, trades, stops in order."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
+from quantdesk.node import NodeConfig, NodeParts, PaperNode, build
+from quantdesk.node.feed import _instants
+from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series
+from quantdesk.store.database import StoreUnavailable, make_engine
+
+FAST_CONFIG = """
+[risk]
+max_data_age_seconds = 600
+"""
+
+
+def settings(tmp_path: Path, **kw: object) -> NodeConfig:
+    config = tmp_path / "risk.toml"
+    config.write_text(FAST_CONFIG)
+    base: dict[str, object] = {
+        "speed": 20_000.0,
+        "var_dir": tmp_path / "var",
+        "exit_at_end": True,
+        "config_file": str(config),
+    }
+    base.update(kw)
+    return NodeConfig(**base)  # type: ignore[arg-type]
+
+
+def run(node: PaperNode) -> None:
+    asyncio.run(asyncio.wait_for(node.run(handle_signals=False), timeout=60))
+
+
+def test_instants_merge_symbols_in_time_order_and_group_equal_times(tmp_path: Path) -> None:
+    series, _ = load_series(NodeConfig(symbols=("A", "B"), days=1))
+    instants = list(_instants(series))
+    assert len(instants) == 390  # one NYSE session of minute bars, both symbols each minute
+    times = [ts for ts, _ in instants]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    assert all([b.symbol for b in bars] == ["A", "B"] for _, bars in instants)
+    assert all(b.ts_event == ts for ts, bars in instants for b in bars)
+
+
+def test_a_paper_session_trades_persists_and_shuts_down_in_order(tmp_path: Path) -> None:
+    node = PaperNode(settings(tmp_path))
+    with capture_logs() as logs:
+        run(node)
+    parts = node.parts
+    assert parts is not None
+    assert parts.feed.state == "finished" and parts.feed.delivered == parts.feed.total == 3 * 390
+    engine = parts.engine
+    assert engine.signals > 0 and engine.pipeline.approved > 0
+    filled = [o for o in engine.orders.orders.values() if o.filled_qty > 0]
+    assert any(o.tag == "ENTRY" for o in filled) and any(o.tag != "ENTRY" for o in filled)
+    # The shutdown flattened what was open and said so, step by step, in order.
+    assert engine.open_strategy_positions() == [] and engine.orders.working_orders() == []
+    events = [entry["event"] for entry in logs]
+    steps = [
+        "Trading PAUSED",
+        "Positions flattened",
+        "Replay feed stopped",
+        "OrderWatcher stopped",
+        "Engine stopped",
+        "Store flushed",
+        "Node stopped",
+    ]
+    assert [e for e in events if e in steps] == steps
+    # Everything reached the store: every order the engine knows, with its fills.
+    db = make_engine(parts.db_url)
+    with db.connect() as connection:
+        stored = connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+        fills = connection.execute(sa.text("SELECT count(*) FROM fills")).scalar_one()
+    db.dispose()
+    assert stored == len(engine.orders.orders)
+    db = make_engine(parts.db_url)
+    with db.connect() as connection:
+        connection_sum = connection.execute(sa.text("SELECT sum(qty) FROM fills")).scalar_one()
+    db.dispose()
+    filled_qty = sum(o.filled_qty for o in engine.orders.orders.values())
+    assert fills > 0 and Decimal(str(connection_sum)) == filled_qty
+
+
+def replay_by_hand(parts: NodeParts, *, until_open: bool = False) -> None:
+    """Deliver the session instant by instant, moving the paced clock (speed 1) to each bar."""
+    parts.engine.start()
+    for ts, bars in list(_instants(parts.feed._series)):
+        parts.clock.start_ns = ts - (parts.clock.now_ns() - parts.clock.start_ns)
+        parts.feed._deliver(ts, bars)
+        if until_open and parts.engine.open_strategy_positions():
+            return
+
+
+def test_default_sizing_never_buys_more_than_an_equal_share_of_cash(tmp_path: Path) -> None:
+    parts = build(settings(tmp_path, config_file=None, speed=1.0))
+    replay_by_hand(parts)
+    cap = parts.trading.risk.sizing.max_notional
+    assert cap == Decimal(100_000) / parts.trading.risk.max_open_positions
+    entries = [o for o in parts.engine.orders.orders.values() if o.tag == "ENTRY" and o.filled_qty > 0]
+    assert len(entries) >= 3
+    for order in entries:
+        # Sized on the signal's price, filled at the next open: a few ticks of slack.
+        assert order.filled_qty * order.avg_fill_price <= cap * Decimal("1.01")
+    parts.writer.stop()
+
+
+def test_a_flatten_in_paper_fills_at_the_last_price_at_once(tmp_path: Path) -> None:
+    parts = build(settings(tmp_path, speed=1.0))
+    engine = parts.engine
+    replay_by_hand(parts, until_open=True)
+    assert engine.open_strategy_positions(), "the session should open a position"
+    engine.flatten("test", "tester")
+    assert fill_closing_orders_at_last_price(parts) >= 1
+    assert engine.open_strategy_positions() == [] and engine.orders.working_orders() == []
+    parts.writer.stop()
+
+
+def test_a_store_that_is_down_stops_the_node_before_anything_starts(tmp_path: Path) -> None:
+    config = settings(tmp_path, db_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    node = PaperNode(config)
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
+        run(node)
+    assert node.parts is None
+
+
+def test_a_bad_strategy_parameter_fails_before_any_io(tmp_path: Path) -> None:
+    from quantdesk.errors import UserError
+
+    node = PaperNode(settings(tmp_path, params={"k": "lots"}))
+    with pytest.raises(UserError, match="k"):
+        run(node)
+    assert not (tmp_path / "var").exists()
+
