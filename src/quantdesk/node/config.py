@@ -19,7 +19,9 @@ class NodeConfig(BaseModel):
     `data` is a file path or ``sample:NAME``; without it the node replays
     `days` seeded synthetic sessions of `symbols` from `start` (SYNTHETIC data,
     said so in the logs). `speed` is how many times faster than real time the
-    session replays.
+    session replays. `venue_state` keeps the simulated venue's account and
+    orders in a file across restarts (a paper account that survives the node); a
+    node restarted on it resumes the replay after the last bar the venue saw.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,6 +46,7 @@ class NodeConfig(BaseModel):
     alert_urls: tuple[str, ...] = ()
     flatten_on_stop: bool = True
     exit_at_end: bool = False
+    venue_state: Path | None = None
     watch_interval_s: float = Field(default=1.0, gt=0)
 
     @field_validator("speed")

@@ -7,12 +7,23 @@ import contextlib
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from quantdesk.clock import PacedClock, monotonic_ns
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine
-from quantdesk.model import Bar
-from quantdesk.venues.sim import SimulatedExchange
+from quantdesk.model import Bar, Tick
+
+
+class MarketVenue(Protocol):
+    """The simulated venue as the feed drives it: bars before and after strategies see them."""
+
+    def on_bar(self, bar: Bar) -> None: ...
+
+    def on_bar_close(self, bar: Bar) -> None: ...
+
+    def on_tick(self, tick: Tick) -> None: ...
+
 
 CycleObserver = Callable[[int, int], None]
 """Called after each instant with (decisions made, nanoseconds from the first bar to the last decision)."""
@@ -40,12 +51,14 @@ class ReplayFeed:
     def __init__(
         self,
         engine: Engine,
-        venue: SimulatedExchange,
+        venue: MarketVenue,
         clock: PacedClock,
         series: Mapping[str, BarSeries],
         *,
         on_cycle: CycleObserver | None = None,
+        after_ts: int | None = None,
     ) -> None:
+        """`after_ts`: skip bars at or before it (a restarted node resumes where its venue stopped)."""
         self._engine = engine
         self._venue = venue
         self._clock = clock
@@ -55,7 +68,10 @@ class ReplayFeed:
         engine.pipeline.subscribe(self._count_decision)
         self.state = "waiting"
         self.delivered = 0
-        self.total = sum(len(s) for s in self._series.values())
+        self._after = after_ts
+        self.total = sum(
+            int((s.ts > (after_ts if after_ts is not None else -1)).sum()) for s in self._series.values()
+        )
         self.last_ts: int | None = None
 
     @property
@@ -69,6 +85,8 @@ class ReplayFeed:
         """Replay every instant, sleeping until its time; return at the end or when `stop` is set."""
         self.state = "streaming"
         for ts, bars in _instants(self._series):
+            if self._after is not None and ts <= self._after:
+                continue
             delay = self._clock.seconds_until(ts)
             if delay > 0:
                 await sleep_unless(stop, delay)

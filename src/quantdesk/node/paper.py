@@ -32,6 +32,7 @@ from quantdesk.store.database import connect, database_url, safe_url, session_fa
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
 from quantdesk.venues.sim import SimulatedExchange
+from quantdesk.venues.sim.persistent import PersistentExchange
 
 log = structlog.get_logger("quantdesk.node")
 
@@ -54,7 +55,7 @@ class NodeParts:
 
     clock: PacedClock
     engine: Engine
-    venue: SimulatedExchange
+    venue: SimulatedExchange | PersistentExchange
     feed: ReplayFeed
     writer: StoreWriter
     db_url: str
@@ -106,13 +107,21 @@ def build(config: NodeConfig) -> NodeParts:
     }
     first_ts = min(int(s.ts[0]) for s in series.values() if len(s))
     clock = PacedClock(first_ts, speed=config.speed)
-    venue = SimulatedExchange(
+    exchange = SimulatedExchange(
         instruments,
         cash=config.cash,
         currency=config.currency,
         is_open=calendar.is_open,
         clock_ns=clock.now_ns,
     )
+    venue: SimulatedExchange | PersistentExchange = exchange
+    resume_after: int | None = None
+    if config.venue_state is not None:
+        venue = PersistentExchange(exchange, config.venue_state)
+        if venue.restored and venue.last_ts is not None:
+            resume_after = venue.last_ts
+            clock.start_ns = venue.last_ts
+            log.info("venue_state_restored", path=str(config.venue_state), resume_after=venue.last_ts)
     writer = StoreWriter(
         session_factory(db),
         mode=Mode.PAPER,
@@ -143,7 +152,7 @@ def build(config: NodeConfig) -> NodeParts:
     for symbol in series:
         engine.add_strategy(strategy_class(symbol, **config.params))
     writer.attach(engine)
-    feed = ReplayFeed(engine, venue, clock, series)
+    feed = ReplayFeed(engine, venue, clock, series, after_ts=resume_after)
     return NodeParts(clock, engine, venue, feed, writer, url, trading, label)
 
 
