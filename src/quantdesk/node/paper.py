@@ -188,8 +188,10 @@ class PaperNode:
     log line per step.
     """
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, on_built: Callable[[NodeParts], None] | None = None) -> None:
+        """`on_built` sees the wired parts before anything starts (extra subscribers, test probes)."""
         self.config = config
+        self._on_built = on_built
         self.parts: NodeParts | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -200,6 +202,8 @@ class PaperNode:
 
     async def run(self, *, handle_signals: bool = True) -> None:
         parts = self.parts = build(self.config)
+        if self._on_built is not None:
+            self._on_built(parts)
         loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):

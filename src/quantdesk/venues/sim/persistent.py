@@ -125,11 +125,13 @@ class PersistentExchange:
         self._delivering = True
         try:
             while self._events:
-                event = self._events.popleft()
-                if self._listener is not None:
-                    self._listener.on_order_event(event)
+                self._answer(self._events.popleft())
         finally:
             self._delivering = False
+
+    def _answer(self, event: OrderEvent) -> None:
+        if self._listener is not None:
+            self._listener.on_order_event(event)
 
     # -- the state file -------------------------------------------------------------------------
 
