@@ -47,6 +47,7 @@ class NodeConfig(BaseModel):
     flatten_on_stop: bool = True
     exit_at_end: bool = False
     venue_state: Path | None = None
+    store_max_buffer: int = Field(default=100_000, ge=1)
     watch_interval_s: float = Field(default=1.0, gt=0)
 
     @field_validator("speed")

@@ -122,11 +122,20 @@ def build(config: NodeConfig) -> NodeParts:
             resume_after = venue.last_ts
             clock.start_ns = venue.last_ts
             log.info("venue_state_restored", path=str(config.venue_state), resume_after=venue.last_ts)
+    paused_by_store: list[Engine] = []  # the engine, once built: the writer is built first
+
+    def pause_entries() -> None:
+        for engine in paused_by_store:
+            engine.pause("store buffer full", "store")
+
     writer = StoreWriter(
         session_factory(db),
         mode=Mode.PAPER,
         config_sha=trading.sha256(),
         send_when_down=_SEND_WHEN_STORE_DOWN,
+        max_buffer=config.store_max_buffer,
+        # Past its bound the buffer would start losing the audit trail: stop new entries instead.
+        on_overflow=pause_entries,
     )
     engine = Engine(
         clock=clock,
@@ -148,6 +157,7 @@ def build(config: NodeConfig) -> NodeParts:
         calendar=calendar,
         before_send=writer.persist_before_send,
     )
+    paused_by_store.append(engine)
     venue.set_price_source(engine.last_bar)
     for symbol in series:
         engine.add_strategy(strategy_class(symbol, **config.params))

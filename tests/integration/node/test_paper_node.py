@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from quantdesk.node import NodeConfig, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants
 from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series
-from quantdesk.store.database import StoreUnavailable, make_engine
+from quantdesk.store.database import StoreUnavailable, make_engine, session_factory
 
 FAST_CONFIG = """
 [risk]
@@ -121,6 +121,22 @@ def test_a_flatten_in_paper_fills_at_the_last_price_at_once(tmp_path: Path) -> N
     parts.writer.stop()
 
 
+def test_a_store_lost_mid_session_pauses_entries_past_its_buffer_but_keeps_every_record(
+    tmp_path: Path,
+) -> None:
+    parts = build(settings(tmp_path, speed=1.0, store_max_buffer=20))
+    parts.writer.replace_session_factory(
+        session_factory(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere"))
+    )
+    replay_by_hand(parts)
+    assert parts.engine.state.paused
+    assert parts.engine.state.changes[0].reason == "store buffer full"
+    assert parts.writer.buffered >= 20  # nothing dropped: all of it waits for the store
+    # Positions opened before the pause kept their protective stops working.
+    for strategy, symbol, _ in parts.engine.open_strategy_positions():
+        assert parts.engine.orders.stop_for(strategy, symbol) is not None
+
+
 def test_a_store_that_is_down_stops_the_node_before_anything_starts(tmp_path: Path) -> None:
     config = settings(tmp_path, db_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     node = PaperNode(config)
@@ -136,4 +152,3 @@ def test_a_bad_strategy_parameter_fails_before_any_io(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="k"):
         run(node)
     assert not (tmp_path / "var").exists()
-
