@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -31,6 +31,14 @@ from quantdesk.risk.messages import Mode
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
+from quantdesk.telemetry import (
+    AlertConfig,
+    Alerter,
+    AlertRules,
+    OrderLogger,
+    TraderMetrics,
+    configure_logging,
+)
 from quantdesk.venues.sim import SimulatedExchange
 from quantdesk.venues.sim.persistent import PersistentExchange
 
@@ -61,7 +69,9 @@ class NodeParts:
     db_url: str
     trading: TradingConfig
     data_label: str
-    extras: dict[str, Any] = field(default_factory=dict)
+    metrics: TraderMetrics
+    alerter: Alerter
+    alerts: AlertRules
 
 
 def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
@@ -128,6 +138,7 @@ def build(config: NodeConfig) -> NodeParts:
         for engine in paused_by_store:
             engine.pause("store buffer full", "store")
 
+    alerter = Alerter(AlertConfig(urls=config.alert_urls))
     writer = StoreWriter(
         session_factory(db),
         mode=Mode.PAPER,
@@ -136,6 +147,7 @@ def build(config: NodeConfig) -> NodeParts:
         max_buffer=config.store_max_buffer,
         # Past its bound the buffer would start losing the audit trail: stop new entries instead.
         on_overflow=pause_entries,
+        on_alert=alerter.callback(),
     )
     engine = Engine(
         clock=clock,
@@ -162,8 +174,19 @@ def build(config: NodeConfig) -> NodeParts:
     for symbol in series:
         engine.add_strategy(strategy_class(symbol, **config.params))
     writer.attach(engine)
-    feed = ReplayFeed(engine, venue, clock, series, after_ts=resume_after)
-    return NodeParts(clock, engine, venue, feed, writer, url, trading, label)
+    metrics = TraderMetrics()
+    metrics.attach(engine, writer=writer)
+    OrderLogger.attach(engine)
+    alerts = AlertRules.attach(engine, alerter)
+    feed = ReplayFeed(
+        engine,
+        venue,
+        clock,
+        series,
+        after_ts=resume_after,
+        on_cycle=lambda _made, elapsed_ns: metrics.observe_tick_to_decision_ms(elapsed_ns / 1e6),
+    )
+    return NodeParts(clock, engine, venue, feed, writer, url, trading, label, metrics, alerter, alerts)
 
 
 def default_trading_config(cash: Decimal) -> TradingConfig:
@@ -210,7 +233,17 @@ class PaperNode:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run(self, *, handle_signals: bool = True) -> None:
+    async def run(self, *, handle_signals: bool = True, configure_logs: bool = True) -> None:
+        """Run until asked to stop. `configure_logs` installs the process-wide log sinks (JSON lines
+        in `var_dir/logs`, readable lines on stderr); embedders with their own logging pass False."""
+        sinks = configure_logging(json_path=self.config.log_path) if configure_logs else None
+        try:
+            await self._run(handle_signals)
+        finally:
+            if sinks is not None:
+                sinks.close()
+
+    async def _run(self, handle_signals: bool) -> None:
         parts = self.parts = build(self.config)
         if self._on_built is not None:
             self._on_built(parts)
@@ -249,6 +282,7 @@ class PaperNode:
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
+            parts.alerts.poll()
             await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
 
     async def _shutdown(self, parts: NodeParts) -> None:
@@ -261,13 +295,14 @@ class PaperNode:
             _Step("OrderWatcher stopped", lambda: self._cancel("order-watcher")),
             _Step("Engine stopped", engine.stop),
             _Step("Store flushed", parts.writer.stop),
+            _Step("Alerter stopped", lambda: parts.alerter.close(5.0)),
         ]
         for step in steps:
             try:
                 result = step.run()
                 if asyncio.iscoroutine(result):
                     result = await result
-                log.info(step.message, result=result if isinstance(result, int | str) else None)
+                log.info(step.message, result=result if isinstance(result, int | str | bool) else None)
             except Exception as error:  # one failed step must not leave the rest undone
                 log.error(f"{step.message} failed", error=str(error))
         log.info("Node stopped")

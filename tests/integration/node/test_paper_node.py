@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def settings(tmp_path: Path, **kw: object) -> NodeConfig:
 
 
 def run(node: PaperNode) -> None:
-    asyncio.run(asyncio.wait_for(node.run(handle_signals=False), timeout=60))
+    asyncio.run(asyncio.wait_for(node.run(handle_signals=False, configure_logs=False), timeout=60))
 
 
 def test_instants_merge_symbols_in_time_order_and_group_equal_times(tmp_path: Path) -> None:
@@ -152,3 +153,29 @@ def test_a_bad_strategy_parameter_fails_before_any_io(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="k"):
         run(node)
     assert not (tmp_path / "var").exists()
+
+
+def test_the_node_logs_json_lines_and_counts_what_it_did(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    node = PaperNode(settings(tmp_path))
+    asyncio.run(asyncio.wait_for(node.run(handle_signals=False, configure_logs=True), timeout=60))
+    parts = node.parts
+    assert parts is not None
+    lines = [json.loads(line) for line in node.config.log_path.read_text().splitlines()]
+    events = [line["event"] for line in lines]
+    assert "store_ready" in events and events[-1] == "Node stopped"
+    assert all("timestamp" in line and "level" in line for line in lines)
+    # Order lines carry their ids bound.
+    orders = [line for line in lines if line.get("client_order_id")]
+    assert orders and all(line["plan_id"] for line in orders)
+
+    families = {f.name: f for f in text_string_to_metric_families(parts.metrics.render().decode())}
+    signals = families["trader_signals"].samples[0].value
+    assert signals == parts.engine.signals > 0
+    decided = {
+        s.labels["result"]: s.value for s in families["trader_decisions"].samples if "result" in s.labels
+    }
+    assert decided.get("approved") == parts.engine.pipeline.approved
+    observed = [s for s in families["trader_tick_to_decision_ms"].samples if s.name.endswith("_count")]
+    assert observed[0].value > 0
