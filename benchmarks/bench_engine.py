@@ -11,6 +11,8 @@ exactly equal, quantdesk's exact SMA does not (see docs/PERFORMANCE.md).
 
     .venv/bin/python benchmarks/bench_engine.py                  # 100k and 1M bars
     .venv/bin/python benchmarks/bench_engine.py --bars 100000 --repeat 5 --json out/bench.json
+    # NautilusTrader pins pandas<3: run its side from a venv of its own, in the same run
+    .venv/bin/python benchmarks/bench_engine.py --peer-python nautilus=/tmp/naut-venv/bin/python
 
 quantdesk's timing is `run_backtest` as a user calls it: the full engine (strategy
 callbacks, signals, order state machine, simulated matching, portfolio, event log
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import resource
 import statistics
@@ -123,12 +126,19 @@ def _child(engine: str, n: int) -> None:
     print(json.dumps(payload))
 
 
-def _run_child(engine: str, n: int) -> dict[str, Any]:
+def _run_child(engine: str, n: int, python: str | None = None) -> dict[str, Any]:
+    """One run in a fresh process: this interpreter, or `python` (a peer's own venv), which then
+    finds quantdesk (for the data) and the peer harnesses on PYTHONPATH."""
+    env = None
+    if python is not None:
+        paths = [str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", engine, str(n)],
+        [python or sys.executable, __file__, "--child", engine, str(n)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if completed.returncode != 0:
         return {"name": engine, "error": completed.stderr.strip().splitlines()[-1:]}
@@ -143,11 +153,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engines", nargs="+", default=["quantdesk", "backtesting_py", "nautilus"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--peer-python",
+        action="append",
+        default=[],
+        metavar="ENGINE=PYTHON",
+        help="run ENGINE's runs with another interpreter, e.g. nautilus=/tmp/naut-venv/bin/python "
+        "(a peer whose pins clash with quantdesk's lives in a venv of its own)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "BARS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child[0], int(args.child[1]))
         return
+    interpreters = dict(item.split("=", 1) for item in args.peer_python)
 
     rows: list[dict[str, Any]] = []
     for n in args.bars:
@@ -155,7 +174,7 @@ def main() -> None:
             runs = []
             # Interleave nothing: repeats of one engine back to back, each in its own process.
             for _ in range(args.repeat):
-                outcome = _run_child(engine, n)
+                outcome = _run_child(engine, n, interpreters.get(engine))
                 if "seconds" not in outcome:
                     print(
                         f"{engine} at {n:,} bars: {outcome.get('error') or 'not installed'}", file=sys.stderr

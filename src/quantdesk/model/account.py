@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from quantdesk.model.enums import Side
 from quantdesk.model.fill import Fill
 
 
@@ -22,5 +23,9 @@ class Account:
             self.starting_cash = self.cash
 
     def apply(self, fill: Fill, multiplier: Decimal) -> None:
-        self.cash -= fill.signed_qty * fill.price * multiplier + fill.fee
-        self.fees_paid += fill.fee
+        fee = fill.fee
+        if fill.side is Side.BUY:
+            self.cash -= fill.qty * fill.price * multiplier + fee
+        else:
+            self.cash -= -fill.qty * fill.price * multiplier + fee
+        self.fees_paid += fee

@@ -2,6 +2,10 @@
 
 msgspec Structs: immutable like frozen dataclasses, and several times cheaper to
 build, which matters on the backtest hot path.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations
@@ -11,20 +15,20 @@ import msgspec
 from quantdesk.model.fill import Fill
 
 
-class OrderAccepted(msgspec.Struct, frozen=True):
+class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     venue_order_id: str
     ts_event: int
 
 
-class OrderTriggered(msgspec.Struct, frozen=True):
+class OrderTriggered(msgspec.Struct, frozen=True, gc=False):
     """A stop-limit's stop was touched: it now rests as a limit order."""
 
     client_order_id: str
     ts_event: int
 
 
-class OrderFilled(msgspec.Struct, frozen=True):
+class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     fill: Fill
 
     @property
@@ -32,13 +36,13 @@ class OrderFilled(msgspec.Struct, frozen=True):
         return self.fill.client_order_id
 
 
-class OrderCanceled(msgspec.Struct, frozen=True):
+class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     ts_event: int
     reason: str = ""
 
 
-class OrderRejected(msgspec.Struct, frozen=True):
+class OrderRejected(msgspec.Struct, frozen=True, gc=False):
     """An explicit refusal by the venue (or our own pre-send check), with its reason."""
 
     client_order_id: str
@@ -46,7 +50,7 @@ class OrderRejected(msgspec.Struct, frozen=True):
     reason: str
 
 
-class OrderExpired(msgspec.Struct, frozen=True):
+class OrderExpired(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     ts_event: int
     reason: str = ""

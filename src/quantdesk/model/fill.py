@@ -1,4 +1,9 @@
-"""Fill: one execution of (part of) an order, with exact price, quantity and fee."""
+"""Fill: one execution of (part of) an order, with exact price, quantity and fee.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import msgspec
 from quantdesk.model.enums import Side
 
 
-class Fill(msgspec.Struct, frozen=True):
+class Fill(msgspec.Struct, frozen=True, gc=False):
     """An execution reported by a venue; `execution_id` is unique per venue and makes it idempotent."""
 
     execution_id: str

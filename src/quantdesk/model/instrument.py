@@ -21,6 +21,8 @@ class OrderCheck:
 
 
 _OK = OrderCheck(True)
+_ZERO = Decimal(0)
+_PRICE_CACHE_SIZE = 4_096
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,9 @@ class Instrument:
     multiplier: Decimal = Decimal(1)
     source: str = "default"
     _tick_float: float = field(init=False, repr=False, compare=False)
+    # Market-data float -> its exact grid price: prices recur (they sit on the grid), and
+    # marking positions, reference prices and fills all ask for them. Bounded, see below.
+    _prices: dict[float, Decimal] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size", "min_qty", "multiplier"):
@@ -61,6 +66,7 @@ class Instrument:
                 raise ValueError(f"{self.symbol}: max_qty {max_qty} below min_qty {self.min_qty}")
             object.__setattr__(self, "max_qty", max_qty)
         object.__setattr__(self, "_tick_float", float(self.tick_size))
+        object.__setattr__(self, "_prices", {})
 
     @property
     def precision(self) -> int:
@@ -77,13 +83,21 @@ class Instrument:
 
     def price(self, value: float | Decimal | str) -> Decimal:
         """The tick-grid price nearest to `value` (ties to even): for prices from market data."""
+        if type(value) is Decimal and value.is_finite() and not value % self.tick_size:
+            return value.quantize(self.tick_size)  # already on the grid: the common case
         ticks = (_to_decimal(value) / self.tick_size).to_integral_value(ROUND_HALF_EVEN)
         return self._from_ticks(ticks)
 
     def price_from_float(self, value: float) -> Decimal:
         """Fast path of `price` for floats that sit on the grid up to float noise."""
-        ticks = round(value / self._tick_float)
-        return self._from_ticks(Decimal(ticks))
+        price = self._prices.get(value)
+        if price is None:
+            price = self._from_ticks(Decimal(round(value / self._tick_float)))
+            prices = self._prices
+            if len(prices) >= _PRICE_CACHE_SIZE:
+                prices.clear()  # a runaway walk over many prices: start over rather than grow
+            prices[value] = price
+        return price
 
     def round_price(self, price: float | Decimal | str, side: Side) -> Decimal:
         """Round a limit price onto the tick grid without making it more aggressive.
@@ -91,6 +105,8 @@ class Instrument:
         A buy never rounds up and a sell never rounds down, so rounding can only
         cost a fill, never pay more than the user asked.
         """
+        if type(price) is Decimal and price.is_finite() and not price % self.tick_size:
+            return price.quantize(self.tick_size)  # on the grid: no direction to round in
         return self._from_ticks(_whole_steps(_to_decimal(price), self.tick_size, up=side is Side.SELL))
 
     def is_on_grid(self, price: Decimal) -> bool:
@@ -108,6 +124,27 @@ class Instrument:
 
     def validate_order(self, qty: Decimal | int, price: Decimal | None, side: Side) -> OrderCheck:
         """Check an order against the symbol properties; the answer names the first problem."""
+        # Every order is checked two or three times on its way out: the plain case of an
+        # order that passes is answered first, without conversions.
+        if (
+            type(qty) is Decimal
+            and type(side) is Side
+            and qty.is_finite()
+            and qty > _ZERO
+            and not qty % self.lot_size
+            and qty >= self.min_qty
+            and (self.max_qty is None or qty <= self.max_qty)
+            and (
+                price is None
+                or (
+                    type(price) is Decimal
+                    and price.is_finite()
+                    and price > _ZERO
+                    and not price % self.tick_size
+                )
+            )
+        ):
+            return _OK
         if not isinstance(side, Side):
             return OrderCheck(False, f"{self.symbol}: unknown side {side!r}")
         qty = _to_decimal(qty)

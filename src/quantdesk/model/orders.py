@@ -1,4 +1,9 @@
-"""Order: an order's identity, terms and life cycle, moved only through a transition table."""
+"""Order: an order's identity, terms and life cycle, moved only through a transition table.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
+"""
 
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ class IllegalTransition(Exception):
     """An order was asked to move to a state its current state cannot reach: a bug, never a refusal."""
 
 
-class Order(msgspec.Struct, eq=False):
+class Order(msgspec.Struct, eq=False, gc=False):
     """One order, from creation to a terminal state.
 
     Terms (side, type, quantity, prices) are fixed at creation; status, filled

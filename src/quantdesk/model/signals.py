@@ -1,4 +1,9 @@
-"""Signals: what a strategy wants (enter long/short with stop and targets, or exit), never how."""
+"""Signals: what a strategy wants (enter long/short with stop and targets, or exit), never how.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from quantdesk.model.enums import Side
 _EMPTY: MappingProxyType[str, float] = MappingProxyType({})
 
 
-class Signal(msgspec.Struct, frozen=True):
+class Signal(msgspec.Struct, frozen=True, gc=False):
     """An idea to open a position. Ranking, risk and sizing decide whether and how much.
 
     `entry` None means "at market"; a price means a limit entry. `qty` None leaves
@@ -38,7 +43,7 @@ class Signal(msgspec.Struct, frozen=True):
         return MappingProxyType({str(k): float(v) for k, v in sorted(features.items())})
 
 
-class ExitSignal(msgspec.Struct, frozen=True):
+class ExitSignal(msgspec.Struct, frozen=True, gc=False):
     """A wish to close the strategy's position in a symbol (and cancel its working exits)."""
 
     strategy: str

@@ -2,6 +2,10 @@
 
 A trade opens when a position leaves zero and closes when it returns; a fill
 that flips the position closes one trade and opens the next.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from quantdesk.model import Fill, Side
 _SIDES = ("LONG", "SHORT")
 
 
-class TradeRecord(msgspec.Struct, frozen=True):
+class TradeRecord(msgspec.Struct, frozen=True, gc=False):
     """One closed round trip: entry and exit of one position in one symbol.
 
     `pnl` is net of `fees`; times are UTC nanoseconds; `qty` is positive, `side` gives the

@@ -1,12 +1,21 @@
-"""The ranker: feature and opportunity scores per signal, one cycle's order, what is kept and dropped."""
+"""The ranker: feature and opportunity scores per signal, one cycle's order, what is kept and dropped.
+
+Its results are frozen msgspec Structs: every signal of every cycle gets one, and they are
+several times cheaper to build than frozen dataclasses.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+
+import msgspec
 
 from quantdesk.model.signals import Signal
 from quantdesk.ranking.config import RankingConfig
@@ -14,8 +23,7 @@ from quantdesk.ranking.config import RankingConfig
 _DEFAULT_RANGE = (0.0, 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureScores:
+class FeatureScores(msgspec.Struct, frozen=True, gc=False):
     """How one signal scored: 0..1 per weighted feature, their weighted mean, and what it lacked.
 
     `feature_scores` holds every weighted feature; a feature the signal lacks (or
@@ -27,8 +35,7 @@ class FeatureScores:
     missing: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RankedSignal:
+class RankedSignal(msgspec.Struct, frozen=True, gc=False):
     """A signal with its scores and its 1-based place among the cycle's candidates."""
 
     signal: Signal
@@ -55,8 +62,7 @@ class DropReason(StrEnum):
     BEYOND_TOP_N = "beyond top N"
 
 
-@dataclass(frozen=True, slots=True)
-class DroppedSignal:
+class DroppedSignal(msgspec.Struct, frozen=True, gc=False):
     """A ranked signal the cycle did not keep, and why (the pipeline records it)."""
 
     ranked: RankedSignal
@@ -115,7 +121,9 @@ class Ranker:
         Ranks run 1..len(signals) over kept and dropped together. A signal below
         `min_score` is dropped for that reason even when it is also beyond the top N.
         """
-        scored = sorted(((self.score(signal), signal) for signal in signals), key=_order)
+        scored = [(self.score(signal), signal) for signal in signals]
+        if len(scored) > 1:  # one signal has nothing to be ordered against (the common cycle)
+            scored.sort(key=_order)
         kept: list[RankedSignal] = []
         dropped: list[DroppedSignal] = []
         min_score = self._config.min_score

@@ -7,18 +7,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TypeGuard, TypeVar
 
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.model import Instrument, Side
 from quantdesk.risk.config import RiskConfig
-from quantdesk.risk.messages import BlockReason, Decision, OpenPositionView, RiskState, TradePlan
+from quantdesk.risk.messages import (
+    BlockReason,
+    Decision,
+    LastDataTimes,
+    OpenPositionView,
+    RiskState,
+    TradePlan,
+)
 from quantdesk.risk.session import EndOfDay
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _NANOS_PER_SECOND = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Mappings known without asking the ABC machinery (an `isinstance` against `Mapping` is slow).
+_PLAIN_MAPPINGS = frozenset({dict, MappingProxyType, LastDataTimes})
 
 T = TypeVar("T")
 
@@ -72,7 +82,16 @@ class RiskGate:
     session checks rely on `RiskState.tradable` alone.
     """
 
-    __slots__ = ("_calendar", "_checks", "_config", "_end_of_day", "_instruments", "_max_age_ns")
+    __slots__ = (
+        "_calendar",
+        "_checks",
+        "_config",
+        "_end_of_day",
+        "_instruments",
+        "_max_age_ns",
+        "_positions",
+        "_positions_summary",
+    )
 
     def __init__(
         self,
@@ -84,6 +103,10 @@ class RiskGate:
         self._instruments = instruments
         self._calendar = calendar
         self._end_of_day = EndOfDay(config, calendar) if calendar is not None else None
+        # The open positions last judged and what the fast path worked out from them: a caller
+        # that passes the very same tuple again (nothing changed) is not summed again.
+        self._positions: object = None
+        self._positions_summary: _Summary | None = None
         age = config.max_data_age_seconds
         self._max_age_ns = None if age is None else round(age * _NANOS_PER_SECOND)
         self._checks: tuple[tuple[BlockReason, Callable[[_Facts], str | None]], ...] = (
@@ -108,6 +131,13 @@ class RiskGate:
 
     def can_enter(self, plan: TradePlan, state: RiskState) -> Decision:
         """Approve `plan` against `state`, or block it with every reason that applies."""
+        approved = self._approve_fast(plan, state)
+        if approved is not None:
+            return approved
+        return self._judge(plan, state)
+
+    def _judge(self, plan: TradePlan, state: RiskState) -> Decision:
+        """Every check, one by one, each fail-closed, with the sentence of each that blocks."""
         facts = self._facts(plan, state)
         reasons: list[BlockReason] = []
         details: list[str] = []
@@ -128,6 +158,106 @@ class RiskGate:
             details=tuple(details),
             risk_amount=risk,
             risk_pct=pct,
+        )
+
+    def _approve_fast(self, plan: TradePlan, state: RiskState) -> Decision | None:
+        """The approval of a well-formed plan that passes every check, or None.
+
+        The same thirteen rules as `_judge`, in one pass and without the sentences a
+        block needs: an approval is what nearly every signal gets, so it is worth
+        having cheap. Input of any other type than the plain ones (Decimal, int,
+        tuple, Side), anything that raises, and every rule that would block returns
+        None, and `_judge` then decides, so a block and its reasons always come from
+        there. The fast path is only ever stricter: a test checks that it never
+        approves what `_judge` blocks.
+        """
+        try:
+            return self._approve_or_none(plan, state)
+        except Exception:  # malformed input: `_judge` blocks it with its reason
+            return None
+
+    def _approve_or_none(self, plan: TradePlan, state: RiskState) -> Decision | None:
+        config = self._config
+        symbol = plan.symbol
+        instrument = self._instruments.get(symbol)
+        side = plan.side
+        entry, qty, stop, targets = plan.entry, plan.qty, plan.stop, plan.targets
+        # 1. INVALID_PLAN
+        if instrument is None or type(side) is not Side or type(targets) is not tuple:
+            return None
+        if not (_plain_positive(entry) and _plain_positive(qty)):
+            return None
+        if not instrument.validate_order(qty, None, side):
+            return None
+        sign = 1 if side is Side.BUY else -1
+        multiplier = instrument.multiplier
+        if stop is None:
+            # 5. TRADE_RISK without a stop
+            if not config.allow_stopless_entries:
+                return None
+            plan_risk = qty * entry * multiplier
+        else:
+            if not _plain_positive(stop):
+                return None
+            distance = sign * (entry - stop)
+            if distance <= 0:
+                return None
+            plan_risk = qty * distance * multiplier
+        for target in targets:
+            if not _plain_positive(target) or sign * (target - entry) <= 0:
+                return None
+        # 2. INVALID_STATE, 3. PAUSED, 4. KILL_SWITCH
+        equity, start = state.equity, state.start_of_day_equity
+        realized, unrealized = state.realized_pnl_today, state.unrealized_pnl
+        now = state.now
+        if not (_plain_positive(equity) and _plain_positive(start)) or type(now) is not int:
+            return None
+        if not (_plain_finite(realized) and _plain_finite(unrealized)):
+            return None
+        if state.paused is not False or state.kill_switch is not False:
+            return None
+        positions = state.open_positions
+        summary = self._positions_summary if positions is self._positions else None
+        if summary is None:
+            summary = _summarize(positions)
+            if summary is None:
+                return None
+            # Keeps the tuple alive, so its identity cannot be reused by another one.
+            self._positions, self._positions_summary = positions, summary
+        open_heat, open_count, owners_by_symbol = summary
+        owners = owners_by_symbol.get(symbol, ())
+        # 10. ALREADY_IN_POSITION
+        if None in owners or plan.strategy in owners:
+            return None
+        in_symbol = len(owners)
+        # 5. TRADE_RISK, 6. PORTFOLIO_HEAT, 7. DAILY_LOSS
+        if plan_risk * _HUNDRED > config.max_risk_per_trade_pct * equity:
+            return None
+        if (open_heat + plan_risk) * _HUNDRED > config.max_portfolio_heat_pct * equity:
+            return None
+        if (realized + unrealized) * _HUNDRED <= -config.max_daily_loss_pct * start:
+            return None
+        # 8. MAX_POSITIONS, 9. MAX_PER_SYMBOL
+        if open_count >= config.max_open_positions or in_symbol >= config.max_positions_per_symbol:
+            return None
+        # 11. ENTRY_CUTOFF
+        if self._end_of_day is not None:
+            cutoff = self._end_of_day.cutoff_of(now)
+            if cutoff is not None and now >= cutoff:
+                return None
+        # 12. STALE_DATA
+        if self._max_age_ns is not None:
+            times = state.last_data_ts
+            if type(times) not in _PLAIN_MAPPINGS and not isinstance(times, Mapping):
+                return None
+            last = times.get(symbol)
+            if type(last) is not int or now - last > self._max_age_ns:
+                return None
+        # 13. NOT_TRADABLE
+        if state.tradable is False or (self._calendar is not None and not self._calendar.is_open(now)):
+            return None
+        return Decision(
+            approved=True, plan=plan, risk_amount=plan_risk, risk_pct=plan_risk * _HUNDRED / equity
         )
 
     # ---- shared facts -------------------------------------------------------------
@@ -342,6 +472,58 @@ def _open_positions(positions: tuple[OpenPositionView, ...]) -> tuple[OpenPositi
         if p.qty > 0:
             kept.append(p)
     return tuple(kept)
+
+
+_Summary = tuple[Decimal, int, dict[str, list[str | None]]]
+
+
+def _summarize(positions: object) -> _Summary | None:
+    """Open heat, open count and the owners (strategies) of open positions by symbol; None when
+    any position is malformed (then `_judge` reports it)."""
+    if type(positions) is not tuple:
+        return None
+    open_heat = _ZERO
+    open_count = 0
+    owners: dict[str, list[str | None]] = {}
+    for p in positions:
+        if type(p) is not OpenPositionView:
+            return None
+        p_qty, avg, p_multiplier, p_stop, p_sign = p.qty, p.avg_price, p.multiplier, p.stop, p.sign
+        # Written out (no helper calls): this runs for every open position on every signal.
+        if not (
+            p_sign in (1, -1)
+            and type(p_qty) is Decimal
+            and type(avg) is Decimal
+            and type(p_multiplier) is Decimal
+            and p_qty.is_finite()
+            and avg.is_finite()
+            and p_multiplier.is_finite()
+            and p_qty >= _ZERO
+            and avg > _ZERO
+            and p_multiplier > _ZERO
+        ):
+            return None
+        if p_stop is not None and not (type(p_stop) is Decimal and p_stop.is_finite() and p_stop > _ZERO):
+            return None
+        if p_qty:
+            open_count += 1
+            owners.setdefault(p.symbol, []).append(p.strategy)
+            if p_stop is None:
+                open_heat += p_qty * avg * p_multiplier
+            else:
+                loss = p_sign * (avg - p_stop)
+                if loss > _ZERO:
+                    open_heat += p_qty * loss * p_multiplier
+    return open_heat, open_count, owners
+
+
+def _plain_positive(value: object) -> TypeGuard[Decimal]:
+    """A positive finite Decimal of exactly that type (the fast path leaves subclasses to `_judge`)."""
+    return type(value) is Decimal and value.is_finite() and value > 0
+
+
+def _plain_finite(value: object) -> TypeGuard[Decimal]:
+    return type(value) is Decimal and value.is_finite()
 
 
 def _positive(value: object) -> TypeGuard[Decimal]:

@@ -1,14 +1,26 @@
-"""Risk messages: the trade plan the gate judges, the state it judges against, and its decision."""
+"""Risk messages: the trade plan the gate judges, the state it judges against, and its decision.
+
+They are frozen msgspec Structs rather than frozen dataclasses: as immutable, and built
+several times faster (a frozen dataclass sets each field through `object.__setattr__`),
+which counts when every signal builds a plan, a state, a view per open position and a
+decision. `msgspec.structs.replace` copies one with changes.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
-from quantdesk.model import Side, Signal
+import msgspec
+
+from quantdesk.model import Bar, Side, Signal
 
 _ZERO = Decimal(0)
 _NO_DATA: Mapping[str, int] = MappingProxyType({})
@@ -49,8 +61,7 @@ class BlockReason(StrEnum):
     RANKING = "RANKING"
 
 
-@dataclass(frozen=True, slots=True)
-class TradePlan:
+class TradePlan(msgspec.Struct, frozen=True, gc=False):
     """A sized entry with its protective stop and targets, ready for the gate and then execution.
 
     `entry` is the limit price, or for a market entry (`is_market`) the reference
@@ -92,8 +103,7 @@ class TradePlan:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class OpenPositionView:
+class OpenPositionView(msgspec.Struct, frozen=True, gc=False):
     """What the gate needs of one open position: size, direction, cost, protective stop.
 
     `sign` is +1 for a long and -1 for a short; `qty` is the absolute quantity.
@@ -109,8 +119,7 @@ class OpenPositionView:
     strategy: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RiskState:
+class RiskState(msgspec.Struct, frozen=True, gc=False):
     """The account as the gate sees it at `now` (UTC ns): equity, today's P&L, positions, switches.
 
     `last_data_ts` maps a symbol to the time of its latest tick or bar.
@@ -126,12 +135,11 @@ class RiskState:
     open_positions: tuple[OpenPositionView, ...] = ()
     paused: bool = False
     kill_switch: bool = False
-    last_data_ts: Mapping[str, int] = field(default_factory=lambda: _NO_DATA)
+    last_data_ts: Mapping[str, int] = _NO_DATA
     tradable: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """The gate's answer: approved, or blocked with every reason that applies.
 
     `reasons` holds stable codes (for metrics and reports) and `details` the
@@ -155,3 +163,30 @@ class Decision:
     def block(cls, plan: TradePlan, reason: BlockReason, detail: str) -> Decision:
         """A refusal from outside the gate, e.g. ZERO_SIZE from the sizer or PROTECTION from a lock."""
         return cls(approved=False, plan=plan, reasons=(reason,), details=(detail,))
+
+
+class LastDataTimes(Mapping[str, int]):
+    """Symbol -> time (`ts_init`) of its last bar, read from a live map of last bars when asked.
+
+    A view, not a copy: the pipeline hands one to every `RiskState`; building a mapping of
+    every symbol for every decision would cost in proportion to the symbols traded, and the
+    gate looks up one.
+    """
+
+    __slots__ = ("_bars",)
+
+    def __init__(self, bars: Mapping[str, Bar]) -> None:
+        self._bars = bars
+
+    def __getitem__(self, symbol: str) -> int:
+        return self._bars[symbol].ts_init
+
+    def get(self, symbol: str, default: Any = None) -> Any:
+        bar = self._bars.get(symbol)
+        return default if bar is None else bar.ts_init
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bars)
+
+    def __len__(self) -> int:
+        return len(self._bars)

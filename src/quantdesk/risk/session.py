@@ -43,7 +43,7 @@ class EndOfDay:
     early close, 12:40 and 12:55 ET.
     """
 
-    __slots__ = ("_cache", "_calendar", "_config", "_flatten_hhmm", "_tz")
+    __slots__ = ("_cache", "_calendar", "_config", "_flatten_hhmm", "_session", "_tz")
 
     def __init__(
         self, config: RiskConfig, calendar: MarketCalendar, *, broker_square_off: str | None = None
@@ -53,6 +53,9 @@ class EndOfDay:
         self._tz = ZoneInfo(calendar.tz)
         self._flatten_hhmm = config.flatten_time or EXCHANGE_FLATTEN_TIMES.get(calendar.code)
         self._cache: dict[date, tuple[int, int]] = {}
+        # (open, close, cutoff) of the last session asked about: every instant inside it has
+        # that cutoff, so the gate's per-signal question needs no calendar lookup.
+        self._session: tuple[int, int, int] = (0, 0, 0)
         if broker_square_off is not None:
             calendar.local_time_on(calendar.start, broker_square_off)  # validates HH:MM
             if self._flatten_hhmm is None:
@@ -85,6 +88,15 @@ class EndOfDay:
 
     def cutoff_of(self, now: int) -> int | None:
         """The entry cutoff of the trading day holding `now`, or None on a day without trading."""
+        opens, closes, cutoff = self._session
+        if opens <= now < closes:
+            return cutoff
+        day = self._calendar.session_of(now)
+        if day is not None:
+            opens, closes = self._calendar.session_bounds(day)
+            cutoff = self.entry_cutoff_ns(day)
+            self._session = (opens, closes, cutoff)
+            return cutoff
         day = self._trading_day(now)
         return None if day is None else self.entry_cutoff_ns(day)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TypeGuard
 
@@ -15,16 +14,40 @@ _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 
 
-@dataclass(frozen=True, slots=True)
 class SizeResult:
-    """A quantity (0 when no whole lot fits) and the sentence that explains it."""
+    """A quantity (0 when no whole lot fits) and the sentence that explains it.
 
-    qty: Decimal
-    reason: str
+    The sentence of a size that fits is written only when someone reads it: nearly every
+    entry is sized, and formatting its numbers would cost more than sizing it.
+    """
+
+    __slots__ = ("_explain", "_reason", "qty")
+
+    def __init__(self, qty: Decimal, reason: str = "", *, explain: Callable[[], str] | None = None) -> None:
+        self.qty = qty
+        self._reason = reason
+        self._explain = explain
+
+    @property
+    def reason(self) -> str:
+        if self._explain is not None:
+            self._reason, self._explain = self._explain(), None
+        return self._reason
 
     @property
     def ok(self) -> bool:
         return self.qty > 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SizeResult):
+            return NotImplemented
+        return (self.qty, self.reason) == (other.qty, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.qty, self.reason))
+
+    def __repr__(self) -> str:
+        return f"SizeResult(qty={self.qty!r}, reason={self.reason!r})"
 
 
 class Sizer:
@@ -92,19 +115,18 @@ class Sizer:
         lot = instrument.lot_size
         unit_value = entry * instrument.multiplier
         mode = self._sizing.mode
+        budget = per_unit = _ZERO
         if mode == "fixed":
             wanted = self._sizing.fixed_qty or _ZERO
             lots = _floor(wanted, lot)
-            basis = f"fixed {wanted}"
         elif mode == "signal":
             if signal_qty is None or not _positive(signal_qty):
                 return SizeResult(_ZERO, f"{symbol}: the signal carries no positive quantity ({signal_qty})")
+            wanted = signal_qty
             lots = _floor(signal_qty, lot)
-            basis = f"signal {signal_qty}"
         elif mode == "notional":
-            notional = self._sizing.notional or _ZERO
-            lots = _floor(notional, unit_value * lot)
-            basis = f"notional {notional:.2f} at {entry}"
+            wanted = self._sizing.notional or _ZERO
+            lots = _floor(wanted, unit_value * lot)
         else:
             if not _positive(equity):
                 return SizeResult(_ZERO, f"{symbol}: equity must be positive to size by risk, got {equity}")
@@ -117,9 +139,19 @@ class Sizer:
                 return SizeResult(_ZERO, f"{symbol}: stop equals entry {entry}, risk per unit is zero")
             budget = equity * (self._risk_pct or _ZERO) / _HUNDRED
             lots = _floor(budget, per_unit * lot)
-            basis = f"risk {budget:.2f} at {per_unit} per unit"
+            wanted = budget
+
+        def basis() -> str:
+            if mode == "fixed":
+                return f"fixed {wanted}"
+            if mode == "signal":
+                return f"signal {wanted}"
+            if mode == "notional":
+                return f"notional {wanted:.2f} at {entry}"
+            return f"risk {budget:.2f} at {per_unit} per unit"
+
         if lots <= 0:
-            return SizeResult(_ZERO, f"{symbol}: {basis} buys less than one lot of {lot}")
+            return SizeResult(_ZERO, f"{symbol}: {basis()} buys less than one lot of {lot}")
         qty = lots * lot
         caps: list[str] = []
         max_notional = self._sizing.max_notional
@@ -136,9 +168,10 @@ class Sizer:
         capped = f", capped by {' and '.join(caps)}" if caps else ""
         if qty < instrument.min_qty or qty <= 0:
             return SizeResult(
-                _ZERO, f"{symbol}: {basis}{capped} gives {qty}, below the minimum {instrument.min_qty}"
+                _ZERO, f"{symbol}: {basis()}{capped} gives {qty}, below the minimum {instrument.min_qty}"
             )
-        return SizeResult(qty, f"{basis} -> {qty}{capped}")
+        sized = qty
+        return SizeResult(sized, explain=lambda: f"{basis()} -> {sized}{capped}")
 
 
 def _positive(value: object) -> TypeGuard[Decimal]:

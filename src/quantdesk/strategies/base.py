@@ -202,10 +202,12 @@ class Strategy:
                 symbol=self.symbol,
                 side=side,
                 ts=self.clock.now_ns(),
-                entry=_price(entry),
-                stop=_price(stop),
-                targets=tuple(p for p in (_price(t) for t in targets) if p is not None),
-                qty=_decimal(qty),
+                entry=None if entry is None else _price(entry),
+                stop=None if stop is None else _price(stop),
+                targets=()
+                if type(targets) is tuple and not targets
+                else tuple([p for p in map(_price, targets) if p is not None]),
+                qty=None if qty is None else _decimal(qty),
                 features=Signal.freeze_features(features),
                 rationale=rationale,
             )

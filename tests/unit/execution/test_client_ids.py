@@ -80,6 +80,26 @@ def test_plan_id_treats_negative_zero_as_zero() -> None:
     assert plan_client_id(**_plan(entry=D("-0.00"))) == plan_client_id(**_plan(entry=D("0")))
 
 
+def test_plan_id_fields_cannot_run_into_each_other() -> None:
+    # Joined with a plain separator these two would be one text; each free-text field carries
+    # its length, so they are two plans.
+    a = _plan(strategy="orb|x", symbol="RELIANCE")
+    b = _plan(strategy="orb", symbol="x|RELIANCE")
+    assert plan_client_id(**a) != plan_client_id(**b)
+    assert plan_client_id(**_plan(config_sha="")) != plan_client_id(**_plan(config_sha="0:"))
+
+
+def test_plan_id_letters_are_spread_over_the_whole_alphabet() -> None:
+    # Each letter comes from the low five bits of one hash byte: over many ids every letter
+    # of [A-Z2-7] shows up in every position an order id keeps, about equally often.
+    ids = [plan_client_id(**_plan(signal_ts=n)) for n in range(2_000)]
+    for position in (0, 15):
+        counts = [
+            sum(1 for i in ids if i[position] == letter) for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+        ]
+        assert min(counts) > 20 and max(counts) < 110  # 62.5 expected
+
+
 @pytest.mark.parametrize(
     "change",
     [

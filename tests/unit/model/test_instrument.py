@@ -255,3 +255,22 @@ def test_constructor_keeps_defaults_of_a_us_equity() -> None:
     assert (aapl.tick_size, aapl.lot_size, aapl.min_qty, aapl.multiplier) == (D("0.01"), D(1), D(1), D(1))
     assert aapl.max_qty is None
     assert aapl.precision == 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=-(10**9), max_value=10**9), st.sampled_from(["0.01", "0.05", "0.25", "1"]))
+def test_price_from_float_is_the_grid_price_every_time_it_is_asked(ticks: int, tick: str) -> None:
+    instrument = Instrument("X", tick_size=Decimal(tick))
+    exact = ticks * Decimal(tick)
+    value = float(exact)
+    first = instrument.price_from_float(value)
+    again = instrument.price_from_float(value)  # answered from the instrument's price cache
+    assert first == again == instrument.price(value) == exact
+    assert str(first) == str(again) == str(instrument.price(value))
+
+
+def test_the_price_cache_stays_bounded() -> None:
+    instrument = Instrument("X")
+    for cents in range(5_000):
+        assert instrument.price_from_float(cents / 100) == Decimal(cents) / 100
+    assert len(instrument._prices) <= 4_096

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from pydantic import ValidationError
 
 from quantdesk.clock.calendar import MarketCalendar
@@ -451,6 +451,89 @@ def test_garbage_in_any_field_gives_a_decision_never_an_exception(
     decision = gate().can_enter(bad_plan, state(**{state_field: state_value}))
     assert isinstance(decision, Decision)
     assert len(decision.reasons) == len(decision.details)
+
+
+# Values near every limit's edge, the usual ones repeated so that about half the cases approve:
+# the fast approval and the full judgement then meet often on both sides of each limit.
+def _mostly(usual: Any, *others: Any) -> st.SearchStrategy[Any]:
+    return st.sampled_from([usual] * (2 * len(others) + 2) + list(others))
+
+
+_ENTRY = _mostly(D(100), D(98), D("99.99"), D("100.01"), D(102), D("NaN"))
+_STOP = _mostly(D(98), None, D(97), D(100), D(102), D(-1))
+_TARGET = _mostly(D(104), D(100), D(97), D(0))
+
+
+@st.composite
+def _open_views(draw: st.DrawFn) -> OpenPositionView:
+    return position(
+        symbol=draw(_mostly("BBB", "AAA", "ES")),
+        sign=draw(_mostly(1, -1, 0)),
+        qty=draw(_mostly(D(100), D(0), D(10), D(-1))),
+        avg_price=draw(_mostly(D(50), D(100), D(0))),
+        stop=draw(_mostly(D(45), None, D(55), D(-1))),
+        strategy=draw(_mostly("vwap", None, "orb")),
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    side=_mostly(Side.BUY, Side.SELL),
+    entry=_ENTRY,
+    stop=_STOP,
+    qty=_mostly(D(100), D(0), D(25), D(150), D("100.5"), D(-5)),
+    targets=st.lists(_TARGET, max_size=2).map(tuple),
+    symbol=_mostly("AAA", "NIFTY", "ES", "ZZZ"),
+    equity=_mostly(D(100_000), D(40_000), D(10_000), D(0)),
+    start=_mostly(D(100_000), D(40_000), D(-1)),
+    realized=_mostly(D(0), D(-1999), D(-2000), D(-5000), D("NaN")),
+    positions=st.lists(_open_views(), max_size=3).map(tuple),
+    paused=_mostly(False, True),
+    age_s=_mostly(0, 5, 6),
+    at=_mostly(NOW, utc_ns("2024-11-26 14:29"), utc_ns("2024-11-26 20:45")),
+    config=st.fixed_dictionaries(
+        {
+            "allow_stopless_entries": st.booleans(),
+            "max_open_positions": _mostly(5, 1, 2),
+            "max_positions_per_symbol": _mostly(2, 1),
+            "max_portfolio_heat_pct": _mostly(D(2), D("0.5")),
+        }
+    ),
+)
+def test_the_fast_approval_agrees_with_the_full_judgement(
+    nyse: MarketCalendar,
+    side: Side,
+    entry: Decimal,
+    stop: Decimal | None,
+    qty: Decimal,
+    targets: tuple[Decimal, ...],
+    symbol: str,
+    equity: Decimal,
+    start: Decimal,
+    realized: Decimal,
+    positions: tuple[OpenPositionView, ...],
+    paused: bool,
+    age_s: int,
+    at: int,
+    config: dict[str, Any],
+) -> None:
+    the_gate = gate(nyse, **config)
+    the_plan = plan(side=side, entry=entry, stop=stop, qty=qty, targets=targets, symbol=symbol)
+    the_state = state(
+        equity=equity,
+        start_of_day_equity=start,
+        realized_pnl_today=realized,
+        open_positions=positions,
+        paused=paused,
+        now=at,
+        last_data_ts=MappingProxyType({symbol: at - age_s * SECOND}),
+    )
+    fast = the_gate._approve_fast(the_plan, the_state)
+    full = the_gate._judge(the_plan, the_state)
+    # The fast path may only leave a decision to the full one, never contradict it.
+    if fast is not None:
+        assert fast == full and full.approved
+    assert the_gate.can_enter(the_plan, the_state) == full
 
 
 def test_a_garbage_open_position_blocks_as_invalid_state() -> None:

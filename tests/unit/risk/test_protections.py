@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from quantdesk.errors import ConfigError
@@ -21,6 +25,7 @@ from quantdesk.risk.protections import (
     StoplossGuardConfig,
     protections_from_config,
 )
+from quantdesk.risk.protections.window import TradeWindow, TradeWindows
 
 MIN = 60 * 1_000_000_000
 T0 = 1_700_000_000 * 1_000_000_000  # 2023-11-14 22:13:20 UTC
@@ -430,3 +435,75 @@ def test_bad_protection_settings_are_config_errors_naming_the_entry_and_field(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         protections_from_config([entry])
+
+
+# --- the incremental lookback window ---------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3),  # trades appended before this question
+            st.integers(min_value=0, max_value=25),  # minutes time moves on
+            st.sampled_from(["grow", "grow", "grow", "copy", "shuffle", "back"]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    seed=st.integers(min_value=0, max_value=1_000),
+)
+def test_the_window_followed_across_a_growing_session_equals_reading_it_afresh(
+    steps: list[tuple[int, int, str]], seed: int
+) -> None:
+    """Every protection answers as a fresh instance reading the same list would, while trades are
+    appended, time moves on, the list is replaced, reordered, or time goes back."""
+    rng = random.Random(seed)
+    configs = [
+        {"method": "StoplossGuard", "lookback_minutes": 30, "trade_limit": 2, "stop_duration_minutes": 20},
+        {"method": "CooldownPeriod", "stop_duration_minutes": 7},
+        {"method": "LowProfitPairs", "lookback_minutes": 40, "trade_limit": 2, "stop_duration_minutes": 9},
+        {
+            "method": "MaxDrawdown",
+            "lookback_minutes": 45,
+            "trade_limit": 2,
+            "max_allowed_drawdown": 0.004,
+            "stop_duration_minutes": 15,
+            "starting_balance": "10000",
+        },
+    ]
+    followed = protections_from_config(configs).protections
+    trades: list[ClosedTrade] = []
+    now = 0.0
+    for appended, minutes, change in steps:
+        for _ in range(appended):
+            exit_min = now + rng.choice([0.0, 0.5, 1.0, 3.0, 9.0])  # some close after `now`
+            trades.append(
+                trade(
+                    exit_min,
+                    rng.choice([-0.02, -0.004, 0.001, 0.03]),
+                    symbol=rng.choice(["AAA", "BBB"]),
+                    side=rng.choice(["LONG", "SHORT"]),
+                    reason=rng.choice(["stop", "target"]),
+                )
+            )
+        trades.sort(key=lambda t: t.exit_time)
+        if change == "copy":
+            trades = list(trades)
+        elif change == "shuffle":
+            rng.shuffle(trades)
+        now = max(0.0, now - 10) if change == "back" else now + minutes
+        fresh = protections_from_config(configs).protections
+        for mine, new in zip(followed, fresh, strict=True):
+            for symbol in (None, "AAA", "BBB"):
+                for side in (None, "LONG", "SHORT"):
+                    answer = mine.check(symbol, at(now), [], trades, side=side)
+                    # The reference reads the whole list on every question, as `closed_between` does.
+                    with patch.object(TradeWindows, "window", _read_whole):
+                        assert answer == new.check(symbol, at(now), [], list(trades), side=side)
+
+
+def _read_whole(
+    self: TradeWindows, trades: list[ClosedTrade], start: int, now: int, symbol: str | None, side: str | None
+) -> TradeWindow:
+    return self._read_whole(trades, start, now, symbol, side)

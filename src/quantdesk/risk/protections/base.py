@@ -6,9 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, model_validator
+
+from quantdesk.risk.protections.window import TradeWindow, TradeWindows
 
 NS_PER_MINUTE = 60 * 1_000_000_000
 SIDES: tuple[str, str] = ("LONG", "SHORT")
@@ -91,7 +94,7 @@ class ProtectionConfig(BaseModel):
         _check_minutes_or_candles(self, "stop_duration")
         return self
 
-    @property
+    @cached_property  # the config is frozen; every check asks
     def stop_duration_ns(self) -> int:
         return _minutes(self, "stop_duration") * NS_PER_MINUTE
 
@@ -111,7 +114,7 @@ class LookbackConfig(ProtectionConfig):
         _check_minutes_or_candles(self, "lookback")
         return self
 
-    @property
+    @cached_property  # the config is frozen; every check asks
     def lookback_ns(self) -> int:
         return _minutes(self, "lookback") * NS_PER_MINUTE
 
@@ -161,7 +164,9 @@ class Protection(ABC, Generic[ConfigT]):
     `check(symbol=None, ...)` is the global question (may all symbols be entered?),
     `check(symbol="X", ...)` the per-symbol one. A protection answers only the kinds its
     `has_global_stop` / `has_local_stop` flags declare. It returns only a lock still active
-    at `now`; it keeps no state, so the same inputs give the same answer.
+    at `now`. The same inputs give the same answer: the only state it keeps is the lookback
+    windows of the trade list it was last given (`TradeWindows`), which follow that list as it
+    grows and are read afresh from any other.
     """
 
     has_global_stop: ClassVar[bool] = False
@@ -169,6 +174,8 @@ class Protection(ABC, Generic[ConfigT]):
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
+        keeps_all = type(self)._keeps is Protection._keeps
+        self._windows = TradeWindows(None if keeps_all else self._keeps)
 
     @property
     def name(self) -> str:
@@ -209,6 +216,19 @@ class Protection(ABC, Generic[ConfigT]):
         self, symbol: str | None, now: int, closed_trades: Sequence[TradeView], side: str | None
     ) -> ProtectionLock | None:
         """The lock implied by `closed_trades` for `symbol` (None: all) and `side` (None: both)."""
+
+    def _window(
+        self, closed_trades: Sequence[TradeView], start: int, now: int, symbol: str | None, side: str | None
+    ) -> TradeWindow:
+        """The window of `symbol` and `side` brought up to `now`; its trades are those `_keeps`.
+
+        Read its result right away: the trades it returns change with the next question.
+        """
+        return self._windows.window(closed_trades, start, now, symbol, side)
+
+    def _keeps(self, trade: TradeView) -> bool:
+        """Which trades of the window count for this protection (all, unless overridden)."""
+        return True
 
     def _lock(self, last_exit: int, reason: str, symbol: str | None, side: str | None) -> ProtectionLock:
         # freqtrade's calculate_lock_end: the lock runs from the last relevant exit, not from now.

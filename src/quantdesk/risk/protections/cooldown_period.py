@@ -10,7 +10,6 @@ from quantdesk.risk.protections.base import (
     ProtectionConfig,
     ProtectionLock,
     TradeView,
-    closed_between,
 )
 
 
@@ -34,7 +33,7 @@ class CooldownPeriod(Protection[CooldownPeriodConfig]):
         self, symbol: str | None, now: int, closed_trades: Sequence[TradeView], side: str | None
     ) -> ProtectionLock | None:
         duration = self.config.stop_duration_ns
-        recent = closed_between(closed_trades, now - duration, now, symbol)
+        recent = self._window(closed_trades, now - duration, now, symbol, None).trades
         if not recent:
             return None
         reason = f"cooldown of {self.config.stop_duration_text} after the last exit"

@@ -12,7 +12,6 @@ from quantdesk.risk.protections.base import (
     Protection,
     ProtectionLock,
     TradeView,
-    closed_between,
 )
 
 
@@ -47,7 +46,7 @@ class LowProfitPairs(Protection[LowProfitPairsConfig]):
         self, symbol: str | None, now: int, closed_trades: Sequence[TradeView], side: str | None
     ) -> ProtectionLock | None:
         config = self.config
-        window = closed_between(closed_trades, now - config.lookback_ns, now, symbol, side)
+        window = self._window(closed_trades, now - config.lookback_ns, now, symbol, side).trades
         if len(window) < config.trade_limit:
             return None
         profit = sum(trade.return_pct for trade in window)

@@ -72,10 +72,11 @@ class ProtectionManager:
         side: str | None = None,
     ) -> ProtectionLock | None:
         """Both questions at once for an entry in `symbol` on `side`: the longest global or symbol lock."""
-        locks = [
-            self.global_lock(now, open_trades, closed_trades, side=side),
-            self.symbol_lock(symbol, now, open_trades, closed_trades, side=side),
-        ]
+        self._run(None, now, open_trades, closed_trades, side)
+        self._run(symbol, now, open_trades, closed_trades, side)
+        if not self._active:
+            return None  # nothing locked: the common answer, without building lists
+        locks = [self._longest(now, None, side), self._longest(now, symbol, side)]
         return _longest_of([lock for lock in locks if lock is not None])
 
     def active_locks(self, now: int) -> list[ProtectionLock]:
@@ -114,6 +115,8 @@ class ProtectionManager:
         self._new.append(lock)
 
     def _expire(self, now: int) -> None:
+        if not self._active:
+            return
         for key in [key for key, lock in self._active.items() if not lock.is_active(now)]:
             del self._active[key]
 

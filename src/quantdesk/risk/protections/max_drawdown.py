@@ -13,7 +13,6 @@ from quantdesk.risk.protections.base import (
     Protection,
     ProtectionLock,
     TradeView,
-    closed_between,
 )
 
 
@@ -59,13 +58,14 @@ class MaxDrawdown(Protection[MaxDrawdownConfig]):
     ) -> ProtectionLock | None:
         config = self.config
         window_start = now - config.lookback_ns
-        window = closed_between(closed_trades, window_start, now)
+        lookback = self._window(closed_trades, window_start, now, None, None)
+        window = lookback.trades
         if not window or len(window) < config.trade_limit:
             return None
         drawdown: Decimal | float
         if config.calculation_mode == "equity":
-            earlier = [t.pnl for t in closed_trades if t.exit_time and t.exit_time <= window_start]
-            start = (config.starting_balance or Decimal(0)) + sum(earlier, Decimal(0))
+            # The trades closed before the window, summed as they left it.
+            start = (config.starting_balance or Decimal(0)) + lookback.pnl_before
             drawdown = relative_drawdown(start, [t.pnl for t in window])
             exceeded = drawdown > Decimal(str(config.max_allowed_drawdown))
         else:

@@ -12,7 +12,6 @@ from quantdesk.risk.protections.base import (
     Protection,
     ProtectionLock,
     TradeView,
-    closed_between,
 )
 
 STOP_REASONS: frozenset[str] = frozenset({"stop", "stop_loss", "trailing_stop"})
@@ -55,12 +54,7 @@ class StoplossGuard(Protection[StoplossGuardConfig]):
         config = self.config
         if symbol is None and config.only_per_pair:
             return None
-        window = closed_between(closed_trades, now - config.lookback_ns, now, symbol, side)
-        stop_outs = [
-            trade
-            for trade in window
-            if trade.exit_reason in config.stop_reasons and trade.return_pct < config.required_profit
-        ]
+        stop_outs = self._window(closed_trades, now - config.lookback_ns, now, symbol, side).trades
         if len(stop_outs) < config.trade_limit:
             return None
         last_exit = stop_outs[-1].exit_time or 0
@@ -69,3 +63,7 @@ class StoplossGuard(Protection[StoplossGuardConfig]):
             f"locking for {config.stop_duration_text}"
         )
         return self._lock(last_exit, reason, symbol, side)
+
+    def _keeps(self, trade: TradeView) -> bool:
+        config = self.config
+        return trade.exit_reason in config.stop_reasons and trade.return_pct < config.required_profit

@@ -2,6 +2,10 @@
 
 It keeps its own account and positions, as a broker does, so insufficient cash
 is refused here and reconciliation later has a venue-side truth to compare with.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match
 SessionKey = Callable[[int], object]
 
 
-class _Resting(msgspec.Struct, eq=False):
+class _Resting(msgspec.Struct, eq=False, gc=False):
     """The venue's own copy of a working order (the engine's Order is never touched here)."""
 
     client_order_id: str
@@ -60,11 +64,18 @@ class _Resting(msgspec.Struct, eq=False):
 
 
 _ZERO = Decimal(0)
+_LIMITED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_STOPPED = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+_SLIPPING = frozenset({OrderType.MARKET, OrderType.STOP})
 _TERMINAL_STATUS: dict[type, OrderStatus] = {
     OrderCanceled: OrderStatus.CANCELED,
     OrderExpired: OrderStatus.EXPIRED,
     OrderRejected: OrderStatus.REJECTED,
 }
+
+
+def _path_order(hit: tuple[float, int, PathHit | None, _Resting]) -> tuple[float, int]:
+    return hit[0], hit[1]
 
 
 def _utc_day(ts: int) -> int:
@@ -117,6 +128,20 @@ class SimulatedExchange:
         self._through = self.config.limit_fill is LimitFill.THROUGH
         self._fill_at_close = self.config.fill_at is FillAt.CLOSE
         self._capabilities = VenueCapabilities(name="SIM")
+        self.derive_state()
+
+    def derive_state(self) -> None:
+        """Work out again what is kept only to save time per order and per bar: the config's
+        values (it is frozen, so they are read once, not per order) and how many DAY orders
+        rest (with none, no bar looks for stale ones). After restoring saved state, call it."""
+        config = self.config
+        self._enforce_session = config.enforce_session
+        self._allow_short = config.allow_short
+        self._check_cash = config.check_cash
+        self._cash_buffer = config.cash_buffer
+        self._slippage_ticks = config.slippage_ticks
+        self._volume_share = config.max_volume_share
+        self._day_orders = sum(1 for resting in self._by_id.values() if resting.tif is TimeInForce.DAY)
 
     # -- Venue interface ----------------------------------------------------------------------
 
@@ -165,6 +190,8 @@ class SimulatedExchange:
             sequence=self._sequence,
         )
         self._resting.setdefault(order.symbol, []).append(resting)
+        if resting.tif is TimeInForce.DAY:
+            self._day_orders += 1
         self._by_id[order.client_order_id] = resting
         self._book[order.client_order_id] = [
             resting.venue_order_id,
@@ -269,11 +296,13 @@ class SimulatedExchange:
             return f"unknown symbol {order.symbol}"
         if order.client_order_id in self._seen_ids:
             return f"duplicate client order id {order.client_order_id}"
-        price = order.price if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
-        if price is None and order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            return f"{order.symbol}: {order.order_type.value} order needs a limit price"
-        if order.stop_price is None and order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
-            return f"{order.symbol}: {order.order_type.value} order needs a stop price"
+        order_type = order.order_type
+        limited = order_type in _LIMITED
+        price = order.price if limited else None
+        if price is None and limited:
+            return f"{order.symbol}: {order_type.value} order needs a limit price"
+        if order.stop_price is None and order_type in _STOPPED:
+            return f"{order.symbol}: {order_type.value} order needs a stop price"
         check = instrument.validate_order(order.qty, price, order.side)
         if not check:
             return check.reason
@@ -281,17 +310,17 @@ class SimulatedExchange:
             stop_check = instrument.validate_order(order.qty, order.stop_price, order.side)
             if not stop_check:
                 return stop_check.reason.replace("price", "stop price", 1)
-        if self.config.enforce_session and self._is_open is not None and not self._is_open(now):
+        if self._enforce_session and self._is_open is not None and not self._is_open(now):
             return f"{order.symbol}: outside the trading session"
-        position = self.positions.get(order.symbol, Decimal(0))
-        if order.side is Side.SELL and not self.config.allow_short:
+        position = self.positions.get(order.symbol, _ZERO)
+        if order.side is Side.SELL and not self._allow_short:
             pending = sum(
                 (r.leaves for r in self._resting.get(order.symbol, ()) if r.side is Side.SELL),
                 Decimal(0),
             )
             if order.qty + pending > position:
                 return f"{order.symbol}: insufficient position to sell {order.qty} (short selling off)"
-        if order.side is Side.BUY and self.config.check_cash and position >= 0:
+        if order.side is Side.BUY and self._check_cash and position >= 0:
             reference = order.price or order.stop_price
             if reference is None:
                 last = self._last_price.get(order.symbol)
@@ -301,7 +330,7 @@ class SimulatedExchange:
                 reference = instrument.price_from_float(last) if last is not None else None
             if reference is not None:
                 cost = order.qty * reference * instrument.multiplier
-                cost += cost * self.config.cash_buffer
+                cost += cost * self._cash_buffer
                 if cost > self.cash:
                     return (
                         f"{order.symbol}: insufficient cash: needs {cost:.2f} {self.currency}, "
@@ -310,7 +339,7 @@ class SimulatedExchange:
         return ""
 
     def _expire_stale(self, book: list[_Resting], ts: int) -> None:
-        if not any(resting.tif is TimeInForce.DAY for resting in book):
+        if not self._day_orders or not any(resting.tif is TimeInForce.DAY for resting in book):
             return
         session = None
         for resting in list(book):
@@ -344,7 +373,8 @@ class SimulatedExchange:
                 hits.append((9.0, resting.sequence, None, resting))
         if not hits:
             return
-        hits.sort(key=lambda item: (item[0], item[1]))
+        if len(hits) > 1:
+            hits.sort(key=_path_order)
         capacity = self._volume_capacity(bar)
         for _, _, hit, resting in hits:
             if resting.client_order_id not in self._by_id:
@@ -364,15 +394,14 @@ class SimulatedExchange:
                 resting.triggered = True  # what this bar cannot fill waits as a market order
             qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
             if qty > 0:
-                slip = resting.order_type in (OrderType.MARKET, OrderType.STOP)
-                self._fill(resting, qty, hit.price, ts, slip=slip)
+                self._fill(resting, qty, hit.price, ts, slip=resting.order_type in _SLIPPING)
                 if capacity is not None:
                     capacity -= qty
             if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
                 self._cancel_ioc(resting, ts)
 
     def _volume_capacity(self, bar: Bar) -> Decimal | None:
-        share = self.config.max_volume_share
+        share = self._volume_share
         if share is None:
             return None
         instrument = self._instruments[bar.symbol]
@@ -433,13 +462,13 @@ class SimulatedExchange:
             price = resting.stop_dec
         else:
             price = instrument.price_from_float(raw_price)
-        if slip and self.config.slippage_ticks:
-            offset = instrument.tick_size * self.config.slippage_ticks
+        if slip and self._slippage_ticks:
+            offset = instrument.tick_size * self._slippage_ticks
             price = price + offset if resting.side is Side.BUY else max(price - offset, instrument.tick_size)
         fee = self._fees.fee_for_fill(instrument, resting.side, qty, price, resting.client_order_id)
         signed = qty if resting.side is Side.BUY else -qty
         self.cash -= signed * price * instrument.multiplier + fee
-        self.positions[resting.symbol] = self.positions.get(resting.symbol, Decimal(0)) + signed
+        self.positions[resting.symbol] = self.positions.get(resting.symbol, _ZERO) + signed
         resting.leaves -= qty
         if resting.leaves == 0:
             self._remove(resting)
@@ -459,7 +488,8 @@ class SimulatedExchange:
         self._emit(OrderFilled(fill))
 
     def _remove(self, resting: _Resting) -> None:
-        self._by_id.pop(resting.client_order_id, None)
+        if self._by_id.pop(resting.client_order_id, None) is not None and resting.tif is TimeInForce.DAY:
+            self._day_orders -= 1
         self._fees.forget_order(resting.client_order_id)
         book = self._resting.get(resting.symbol)
         if book is not None and resting in book:

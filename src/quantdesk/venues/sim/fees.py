@@ -62,8 +62,15 @@ _HUNDRED = Decimal(100)
 
 def currency_unit(currency: str) -> Decimal:
     """The smallest unit of `currency` as a Decimal: 0.01 for USD and INR, 1 for JPY."""
-    exponent = _CURRENCY_EXPONENTS.get(currency.upper(), _DEFAULT_EXPONENT)
-    return Decimal(1).scaleb(-exponent)
+    unit = _UNITS.get(currency)
+    if unit is None:
+        exponent = _CURRENCY_EXPONENTS.get(currency.upper(), _DEFAULT_EXPONENT)
+        unit = _UNITS[currency] = Decimal(1).scaleb(-exponent)
+    return unit
+
+
+# Currency code -> its unit, as asked for: every fill asks (Decimals are immutable, so sharing is safe).
+_UNITS: dict[str, Decimal] = {}
 
 
 def _half_up(amount: Decimal, unit: Decimal) -> Decimal:
@@ -201,6 +208,10 @@ class _FeeConfig(BaseModel):
 class NoFees(_ComponentFeeModel):
     """A frictionless venue: every fill costs zero (in the currency's exponent)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._zeros: dict[str, Decimal] = {}
+
     def _components(self, side: Side, qty: Decimal, notional: Decimal, unit: Decimal) -> dict[str, Decimal]:
         return {}
 
@@ -208,7 +219,10 @@ class NoFees(_ComponentFeeModel):
         self, instrument: Instrument, side: Side, qty: Decimal, price: Decimal, order_id: str
     ) -> Decimal:
         # Nothing to accumulate per order: skip the bookkeeping on the backtest hot path.
-        return _ZERO.quantize(currency_unit(instrument.currency))
+        zero = self._zeros.get(instrument.currency)
+        if zero is None:
+            zero = self._zeros[instrument.currency] = _ZERO.quantize(currency_unit(instrument.currency))
+        return zero
 
 
 # -- US equities ----------------------------------------------------------------------------------

@@ -5,18 +5,24 @@ the other extreme -> close (a tie goes to the low first, the pessimistic choice
 for a long's stop). Orders fill in the order the path reaches them, so when a
 stop and a target of one bracket both lie inside a bar, the one nearer the open
 fills first.
+
+Structs here are declared `gc=False`: they hold only scalars, strings and immutable
+containers, so they cannot be part of a reference cycle, and untracked they cost the
+cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from quantdesk.model import OrderType, Side
 
 
-@dataclass(frozen=True, slots=True)
-class PathHit:
-    """Where (segment index + fraction, 0 = the open) and at what price an order fills."""
+class PathHit(msgspec.Struct, frozen=True, gc=False):
+    """Where (segment index + fraction, 0 = the open) and at what price an order fills.
+
+    A frozen msgspec Struct: one is built per working order per bar.
+    """
 
     position: float
     price: float

@@ -167,6 +167,7 @@ class PersistentExchange:
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise DataError(f"{self.path}: not a venue state file of format {_FORMAT}")
         vars(self._exchange).update(saved["exchange"])
+        self._exchange.derive_state()  # a file from an older version may lack some of it
         self.submitted = list(saved["submitted"])
         self.fills = list(saved["fills"])
         self.last_ts = saved["last_ts"]
