@@ -61,6 +61,10 @@ class _SessionTable:
     break_ends: NDArray[np.int64]
     has_breaks: bool
     early_closes: frozenset[date]
+    # The same opens and closes as Python ints: a per-bar question about one instant is a
+    # bisect on these, several times cheaper than a numpy call on a scalar.
+    open_ns: tuple[int, ...] = ()
+    close_ns: tuple[int, ...] = ()
 
 
 class MarketCalendar:
@@ -169,8 +173,8 @@ class MarketCalendar:
         t = self._t
         if not t.lo_ns <= ts_ns < t.hi_ns:
             raise self._instant_out_of_range(ts_ns)
-        i = int(t.opens.searchsorted(ts_ns, "right")) - 1
-        if i < 0 or ts_ns >= t.closes[i]:
+        i = bisect_right(t.open_ns, ts_ns) - 1
+        if i < 0 or ts_ns >= t.close_ns[i]:
             return False
         return not (t.has_breaks and t.break_starts[i] <= ts_ns < t.break_ends[i])
 
@@ -213,8 +217,8 @@ class MarketCalendar:
         t = self._t
         if not t.lo_ns <= ts_ns < t.hi_ns:
             raise self._instant_out_of_range(ts_ns)
-        i = int(t.opens.searchsorted(ts_ns, "right")) - 1
-        if i < 0 or ts_ns >= t.closes[i]:
+        i = bisect_right(t.open_ns, ts_ns) - 1
+        if i < 0 or ts_ns >= t.close_ns[i]:
             return -1
         return i
 
@@ -278,6 +282,8 @@ def _session_table(code: str, start: date, end: date) -> _SessionTable:
         break_ends=_utc_ns(cal.break_ends),
         has_breaks=bool((break_starts != np.iinfo(np.int64).min).any()),
         early_closes=frozenset(ts.date() for ts in cal.early_closes).intersection(sessions),
+        open_ns=tuple(_utc_ns(cal.opens).tolist()),
+        close_ns=tuple(_utc_ns(cal.closes).tolist()),
     )
 
 
