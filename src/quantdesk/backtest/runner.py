@@ -247,6 +247,11 @@ def _feed(
     working = venue.working_index()
     dispatchers = {s.symbol: engine.bar_dispatcher(s.symbol) for s in series}
     single = dispatchers[series[0].symbol] if len(series) == 1 else None
+    # One symbol, one strategy, nobody else listening: keep the last bar here and call the
+    # strategy directly (one Python call per bar instead of two).
+    direct = engine.bar_handler(series[0].symbol) if single is not None else None
+    last_bar = engine.last_bar
+    only = series[0].symbol
     venue_on_bar = venue.on_bar
     venue_on_close = venue.on_bar_close
     alarms = clock.pending_alarms()
@@ -269,7 +274,10 @@ def _feed(
                 set_time(t)
             if working:
                 venue_on_bar(bar)
-            if single is not None:
+            if direct is not None:
+                last_bar[only] = bar
+                direct(bar)
+            elif single is not None:
                 single(bar)
             else:
                 dispatchers[symbol](bar)

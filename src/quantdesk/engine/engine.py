@@ -216,6 +216,18 @@ class Engine:
 
         return dispatch
 
+    def bar_handler(self, symbol: str) -> Callable[[Bar], None] | None:
+        """The one strategy callback for `symbol`'s bars when nothing else needs them (no other
+        strategy, no bus subscriber): a feed that also keeps `last_bar[symbol]` may call it
+        directly, one call per bar instead of two. None otherwise (use `bar_dispatcher`).
+
+        Valid until strategies or bus subscriptions change (the feed asks after `start`).
+        """
+        handlers = self._bar_handlers.get(symbol, [])
+        if self._publish_bars or len(handlers) != 1:
+            return None
+        return handlers[0]
+
     def on_tick(self, tick: Tick) -> None:
         for handler in self._tick_handlers.get(tick.symbol, ()):
             handler(tick)
@@ -353,7 +365,7 @@ class Engine:
         if builder is None:
             multiplier = self.instruments[fill.symbol].multiplier
             builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
-        closed = builder.add(fill, _EXIT_REASONS.get(order.tag, order.tag.lower()))
+        closed = builder.add(fill, _EXIT_REASONS.get(order.tag) or order.tag.lower())
         if closed is not None:
             self.closed_trades.append(closed)
         strategy = self._fill_listeners.get(key)
