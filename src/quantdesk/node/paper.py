@@ -22,6 +22,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
+from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
@@ -252,6 +253,7 @@ class PaperNode:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
         parts.engine.start()
+        tune_gc_for_trading()  # after start-up built everything: collections skip it from here on
         parts.writer.start_background()
         log.info(
             "node_started",
