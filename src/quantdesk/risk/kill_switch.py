@@ -72,6 +72,10 @@ class TradingState:
         self.mode = mode
         self._record("mode", actor, mode.value)
 
+    def refuse_mode(self, mode: Mode, reason: str, actor: str = "system") -> None:
+        """Record a mode change refused for a reason other than the phrase (e.g. no live venue)."""
+        self._record("mode_refused", actor, f"to {mode.value}: {reason}")
+
     def _record(self, action: str, actor: str, reason: str) -> None:
         change = StateChange(action, actor, reason, self._now())
         self.changes.append(change)
