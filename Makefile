@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run backtest test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/quantdesk paper --speed 60
+
+backtest: $(STAMP)
 	$(BIN)/quantdesk backtest --strategy sma_cross --data sample:GOOG --qty 100 \
 		--cash 100000 --json out/sma_cross_goog.json --report out/sma_cross_goog.html
 

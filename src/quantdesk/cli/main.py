@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from quantdesk.errors import QuantdeskError, UserError
+from quantdesk.store.database import safe_url
 
 app = typer.Typer(
     name="quantdesk",
@@ -227,12 +228,24 @@ def paper(
             exit_at_end=exit_at_end,
             flatten_on_stop=flatten_on_stop,
         )
-        asyncio.run(PaperNode(settings).run())
+        asyncio.run(PaperNode(settings, on_started=_announce).run())
     except QuantdeskError as error:
         raise _fail(error) from None
     except ValidationError as error:
         first = error.errors()[0]
         raise _fail(UserError(f"--{first['loc'][0]}: {first['msg']}")) from None
+
+
+def _announce(node: Any) -> None:
+    parts = node.parts
+    console.print(
+        f"[bold]quantdesk paper[/] {parts.data_label} at {node.config.speed:g}x\n"
+        f"  API    {node.api_url}   (docs: {node.api_url}/docs)\n"
+        f"  token  {parts.token}   (stored in {node.config.token_path})\n"
+        f"  store  {safe_url(parts.db_url)}\n"
+        "  Ctrl+C stops: pause, flatten, stop the feed, flush the store.",
+        highlight=False,
+    )
 
 
 db_app = typer.Typer(help="The store: migrations of the audit-chain database.", no_args_is_help=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import structlog
+import uvicorn
+from fastapi import FastAPI
 
 from quantdesk.bus import MessageBus
 from quantdesk.clock import PacedClock
@@ -29,6 +32,7 @@ from quantdesk.node.config import NodeConfig
 from quantdesk.node.feed import ReplayFeed, sleep_unless
 from quantdesk.risk.config import RiskConfig, SizingConfig
 from quantdesk.risk.messages import Mode
+from quantdesk.service import EngineControl, create_app, resolve_token
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
@@ -73,6 +77,8 @@ class NodeParts:
     metrics: TraderMetrics
     alerter: Alerter
     alerts: AlertRules
+    app: FastAPI
+    token: str
 
 
 def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
@@ -187,7 +193,38 @@ def build(config: NodeConfig) -> NodeParts:
         after_ts=resume_after,
         on_cycle=lambda _made, elapsed_ns: metrics.observe_tick_to_decision_ms(elapsed_ns / 1e6),
     )
-    return NodeParts(clock, engine, venue, feed, writer, url, trading, label, metrics, alerter, alerts)
+    token = resolve_token(config.api_token, config.token_path)
+    holder: list[NodeParts] = []
+    control = EngineControl(
+        engine,
+        writer=writer,
+        after_flatten=lambda: [fill_closing_orders_at_last_price(p) for p in holder],
+        extra_status=lambda: node_status(holder[0]),
+    )
+    app = create_app(control, token=token, metrics=metrics.render)
+    parts = NodeParts(
+        clock, engine, venue, feed, writer, url, trading, label, metrics, alerter, alerts, app, token
+    )
+    holder.append(parts)
+    return parts
+
+
+def node_status(parts: NodeParts) -> dict[str, Any]:
+    """The node's own figures for /status: the replay stream, the alerter, the data."""
+    feed = parts.feed.stats()
+    alerts = parts.alerter.stats()
+    return {
+        "replay": {
+            "state": feed.state,
+            "delivered": feed.delivered,
+            "total": feed.total,
+            "last_bar": None if feed.last_ts is None else _iso(feed.last_ts),
+            "speed": parts.clock.speed,
+            "data": parts.data_label,
+        },
+        "alerts": asdict(alerts),
+        "store_url": safe_url(parts.db_url),
+    }
 
 
 def default_trading_config(cash: Decimal) -> TradingConfig:
@@ -222,17 +259,34 @@ class PaperNode:
     log line per step.
     """
 
-    def __init__(self, config: NodeConfig, *, on_built: Callable[[NodeParts], None] | None = None) -> None:
-        """`on_built` sees the wired parts before anything starts (extra subscribers, test probes)."""
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        on_built: Callable[[NodeParts], None] | None = None,
+        on_started: Callable[[PaperNode], None] | None = None,
+    ) -> None:
+        """`on_built` sees the wired parts before anything starts (extra subscribers, test probes);
+        `on_started` is called once everything runs (the command line prints the address there)."""
         self.config = config
         self._on_built = on_built
+        self._on_started = on_started
         self.parts: NodeParts | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.started = asyncio.Event()
+        self.api: _ApiServer | None = None
+        self.api_url = ""
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _bound_port(self) -> int:
+        """The port the API got (the configured one, or the one the OS chose for port 0)."""
+        for server in self.api.servers if self.api is not None else []:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.config.port
 
     async def run(self, *, handle_signals: bool = True, configure_logs: bool = True) -> None:
         """Run until asked to stop. `configure_logs` installs the process-wide log sinks (JSON lines
@@ -262,11 +316,32 @@ class PaperNode:
             speed=self.config.speed,
             config_sha=parts.trading.sha256()[:12],
         )
+        self.api = _ApiServer(
+            uvicorn.Config(
+                parts.app,
+                host=self.config.host,
+                port=self.config.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        api_task = asyncio.create_task(self.api.serve(), name="api")
+        while not self.api.started:
+            if api_task.done():  # the port is taken, or the address is wrong
+                await self._shutdown(parts)
+                raise UserError(f"the API cannot listen on {self.config.host}:{self.config.port}")
+            await asyncio.sleep(0.01)
+        self.api_url = f"http://{self.config.host}:{self._bound_port()}"
+        log.info("api_listening", url=self.api_url, token_file=str(self.config.token_path))
         self._tasks = [
+            api_task,
             asyncio.create_task(self._replay(parts), name="replay"),
             asyncio.create_task(self._watch(parts), name="order-watcher"),
         ]
         self.started.set()
+        if self._on_started is not None:
+            self._on_started(self)
         try:
             await self._stop.wait()
         finally:
@@ -294,6 +369,7 @@ class PaperNode:
             steps.append(_Step("Positions flattened", lambda: self._flatten(parts)))
         steps += [
             _Step("Replay feed stopped", lambda: self._cancel("replay")),
+            _Step("API stopped", self._stop_api),
             _Step("OrderWatcher stopped", lambda: self._cancel("order-watcher")),
             _Step("Engine stopped", engine.stop),
             _Step("Store flushed", parts.writer.stop),
@@ -317,6 +393,14 @@ class PaperNode:
         left = len(parts.engine.open_strategy_positions())
         return f"{report.canceled} cancelled, {report.closing_orders} closing, {left} left open"
 
+    async def _stop_api(self) -> str:
+        if self.api is not None:
+            self.api.should_exit = True
+        for task in self._tasks:
+            if task.get_name() == "api":
+                await asyncio.wait_for(task, timeout=5.0)
+        return self.api_url
+
     async def _cancel(self, name: str) -> str:
         for task in self._tasks:
             if task.get_name() == name and not task.done():
@@ -324,6 +408,18 @@ class PaperNode:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         return name
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1e9, tz=UTC).isoformat()
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn on the node's loop; the node, not uvicorn, handles SIGINT/SIGTERM and the stop order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def equity(parts: NodeParts) -> Decimal:

@@ -1,0 +1,87 @@
+"""`quantdesk paper` as a user runs it: a child process, its API, trades, a flatten, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+QUANTDESK = str(Path(sys.executable).with_name("quantdesk"))
+FAST = "[risk]\nmax_data_age_seconds = 600\n"  # at 3,000x a bar is 5 s of market old after 2 ms
+SHUTDOWN = [
+    "Trading PAUSED",
+    "Positions flattened",
+    "Replay feed stopped",
+    "API stopped",
+    "OrderWatcher stopped",
+    "Engine stopped",
+    "Store flushed",
+    "Alerter stopped",
+    "Node stopped",
+]
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_paper_trades_serves_flattens_and_stops_cleanly(tmp_path: Path) -> None:
+    config = tmp_path / "risk.toml"
+    config.write_text(FAST)
+    var = tmp_path / "var"
+    args = [QUANTDESK, "paper", "--speed", "3000", "--port", "0", "--var-dir", str(var)]
+    node = subprocess.Popen(
+        [*args, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert node.stdout is not None
+        banner = ""
+        while "Ctrl+C" not in banner:
+            line = node.stdout.readline()
+            assert line, f"the node ended early: {node.stderr.read() if node.stderr else ''}"
+            banner += line
+        url = re.search(r"API\s+(http://127\.0\.0\.1:\d+)", banner)
+        token = re.search(r"token\s+(\S+)", banner)
+        assert url and token, banner
+        assert (var / "api-token").read_text().strip() == token.group(1)
+        api = httpx.Client(base_url=url.group(1), timeout=10)
+        auth = {"Authorization": f"Bearer {token.group(1)}"}
+
+        assert api.get("/health").json()["mode"] == "PAPER"
+        wait_for("a position", lambda: api.get("/positions").json())
+        filled = [o for o in api.get("/orders").json()["recent"] if o["status"] == "FILLED"]
+        assert filled
+
+        started = time.monotonic()
+        flat = api.post("/flatten", headers=auth).json()
+        took = time.monotonic() - started
+        assert flat["done"] is True and flat["open_positions"] == 0 and flat["working_orders"] == 0
+        assert flat["duration_ms"] < 2_000 and took < 2.0
+        assert api.post("/flatten").status_code == 401
+
+        families = {f.name: f for f in text_string_to_metric_families(api.get("/metrics").text)}
+        assert families["trader_signals"].samples[0].value > 0
+        assert families["trader_orders_filled"].samples[0].value >= len(filled)
+
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+    log = [json.loads(line) for line in (var / "logs" / "quantdesk.jsonl").read_text().splitlines()]
+    events = [entry["event"] for entry in log]
+    assert [e for e in events if e in SHUTDOWN] == SHUTDOWN
