@@ -33,6 +33,7 @@ from quantdesk.node.feed import ReplayFeed, sleep_unless
 from quantdesk.risk.config import RiskConfig, SizingConfig
 from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
+from quantdesk.service.redis_events import RedisEventPublisher
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
@@ -79,6 +80,7 @@ class NodeParts:
     alerts: AlertRules
     app: FastAPI
     token: str
+    redis: RedisEventPublisher | None
 
 
 def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
@@ -193,6 +195,10 @@ def build(config: NodeConfig) -> NodeParts:
         after_ts=resume_after,
         on_cycle=lambda _made, elapsed_ns: metrics.observe_tick_to_decision_ms(elapsed_ns / 1e6),
     )
+    publisher = None
+    if config.redis_url:
+        publisher = RedisEventPublisher(config.redis_url)
+        publisher.attach(engine)  # trading never waits on it: events queue while Redis is away
     token = resolve_token(config.api_token, config.token_path)
     holder: list[NodeParts] = []
     control = EngineControl(
@@ -203,7 +209,20 @@ def build(config: NodeConfig) -> NodeParts:
     )
     app = create_app(control, token=token, metrics=metrics.render)
     parts = NodeParts(
-        clock, engine, venue, feed, writer, url, trading, label, metrics, alerter, alerts, app, token
+        clock,
+        engine,
+        venue,
+        feed,
+        writer,
+        url,
+        trading,
+        label,
+        metrics,
+        alerter,
+        alerts,
+        app,
+        token,
+        publisher,
     )
     holder.append(parts)
     return parts
@@ -223,6 +242,7 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
             "data": parts.data_label,
         },
         "alerts": asdict(alerts),
+        "redis": None if parts.redis is None else asdict(parts.redis.stats()),
         "store_url": safe_url(parts.db_url),
     }
 
@@ -375,6 +395,8 @@ class PaperNode:
             _Step("Store flushed", parts.writer.stop),
             _Step("Alerter stopped", lambda: parts.alerter.close(5.0)),
         ]
+        if parts.redis is not None:
+            steps.append(_Step("Redis bus disconnected", parts.redis.close))
         for step in steps:
             try:
                 result = step.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -153,6 +154,26 @@ def test_a_bad_strategy_parameter_fails_before_any_io(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="k"):
         run(node)
     assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.redis
+def test_with_redis_the_node_publishes_events_and_disconnects_on_stop(tmp_path: Path) -> None:
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required when CI=true: {error}", pytrace=False)
+        pytest.skip(f"Redis is not reachable at {url}: {error}")
+    node = PaperNode(settings(tmp_path, redis_url=url))
+    with capture_logs() as logs:
+        run(node)
+    assert node.parts is not None and node.parts.redis is not None
+    stats = node.parts.redis.stats()
+    assert stats.published > 0 and stats.queued == 0 and not stats.connected
+    assert "Redis bus disconnected" in [entry["event"] for entry in logs]
 
 
 def test_the_node_logs_json_lines_and_counts_what_it_did(tmp_path: Path) -> None:
