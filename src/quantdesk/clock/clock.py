@@ -162,6 +162,12 @@ class PacedClock(LiveClock):
     def now_ns(self) -> int:
         return self.start_ns + int((time.perf_counter_ns() - self._origin) * self.speed)
 
+    def restart(self, start_ns: int) -> None:
+        """Read `start_ns` now and run on from there (the replay starts when the node is ready,
+        not when the clock was built)."""
+        self.start_ns = start_ns
+        self._origin = time.perf_counter_ns()
+
     def seconds_until(self, ts: int) -> float:
         """Real seconds until this clock reads `ts` (zero or less: already there)."""
         return (ts - self.now_ns()) / self.speed / NANOS_PER_SECOND

@@ -7,7 +7,7 @@ given to it differ. It is synchronous and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -373,6 +373,23 @@ class Engine:
             strategy.on_fill(order, fill)
         if self.bus.has_subscribers(Fill):
             self.bus.publish(fill)
+
+    def restore_fills(self, booked: Sequence[tuple[Order, Fill]]) -> None:
+        """Book fills the store already holds (after a restart) into the portfolio, the strategies'
+        positions and their trades — nothing is published, no strategy is called, nothing is sent."""
+        for order, fill in booked:
+            self.portfolio.apply_fill(fill)
+            strategy_id = self.orders.strategy_of(order.client_order_id)
+            key = (strategy_id, fill.symbol)
+            self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+            builder = self._trade_builders.get(key)
+            if builder is None:
+                multiplier = self.instruments[fill.symbol].multiplier
+                builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
+            closed = builder.add(fill, _EXIT_REASONS.get(order.tag) or order.tag.lower())
+            if closed is not None:
+                self.closed_trades.append(closed)
+        self.event_log.record(f"restored_fills {len(booked)}")
 
     def _check_flatten_done(self) -> None:
         pending = self._flatten_pending

@@ -13,7 +13,7 @@ never submitted twice: a replaced child gets a new attempt number.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ from quantdesk.model import (
     Side,
     TimeInForce,
 )
-from quantdesk.venues.base import Venue
+from quantdesk.venues.base import Venue, VenueOrderState
 
 _ZERO = Decimal(0)
 
@@ -98,6 +98,27 @@ class OcoGroup(msgspec.Struct, eq=False):
 FillHandler = Callable[[Order, Fill], None]
 OrderHandler = Callable[[Order], None]
 AlertHandler = Callable[[str, str], None]
+
+
+class StoredOrderLike(Protocol):
+    """An order as the store last saw it (see `quantdesk.engine.recovery.StoredOrder`)."""
+
+    @property
+    def order(self) -> Order: ...
+
+    @property
+    def strategy(self) -> str: ...
+
+    @property
+    def plan_id(self) -> str: ...
+
+
+class StoredPlanLike(Protocol):
+    @property
+    def stop(self) -> Decimal | None: ...
+
+    @property
+    def targets(self) -> tuple[Decimal, ...]: ...
 
 
 class BeforeSend(Protocol):
@@ -321,6 +342,103 @@ class OrderManager:
 
     # -- reconciliation -------------------------------------------------------------------------
 
+    def restore(
+        self,
+        stored: Sequence[StoredOrderLike],
+        plans: Mapping[str, StoredPlanLike],
+        fills: Sequence[Fill],
+        client_ids: Iterable[str],
+    ) -> list[tuple[Order, Fill]]:
+        """Put back what the store knew after a restart, without sending anything.
+
+        Every id ever issued is reserved (never sent again); orders that may still
+        work come back as UNKNOWN for `resolve_unknown` to settle at the venue; OCO
+        groups are rebuilt from their plan (stop, targets) and the fills already
+        booked. Returns the booked fills with their orders, for the portfolio.
+        """
+        self.ids.preload(client_ids)
+        for item in stored:
+            order = item.order
+            cid = order.client_order_id
+            if not order.is_terminal:
+                order = msgspec.structs.replace(order, status=OrderStatus.UNKNOWN)
+            self.orders[cid] = order
+            self._strategy_of[cid] = item.strategy
+            if not order.is_terminal:
+                self._working[cid] = order
+            if item.plan_id:
+                self._last_plan[(item.strategy, order.symbol)] = item.plan_id
+        groups: dict[str, OcoGroup] = {}
+        for item in stored:
+            order = self.orders[item.order.client_order_id]
+            if order.tag == Leg.ENTRY.value and item.plan_id:
+                plan = plans.get(item.plan_id)
+                instrument = self._instruments[order.symbol]
+                groups[item.plan_id] = OcoGroup(
+                    plan_id=item.plan_id,
+                    strategy=item.strategy,
+                    symbol=order.symbol,
+                    side=order.side,
+                    entry_id=order.client_order_id,
+                    stop=instrument.price(plan.stop) if plan and plan.stop is not None else None,
+                    targets=tuple(
+                        instrument.round_price(t, order.side.opposite)
+                        for t in (plan.targets if plan else ())[:2]
+                    ),
+                    tp1_share=self._tp1_share,
+                    break_even=self._break_even,
+                )
+        for item in stored:
+            order = self.orders[item.order.client_order_id]
+            group = groups.get(item.plan_id)
+            if group is None:
+                continue
+            self._group_of[order.client_order_id] = group
+            if order.tag == Leg.STOP.value:
+                group.stop_id = order.client_order_id
+            elif order.tag in (Leg.TP1.value, Leg.TP2.value):
+                group.tp_ids[0 if order.tag == Leg.TP1.value else 1] = order.client_order_id
+            elif order.tag == Leg.EXIT.value:
+                group.exit_ids.append(order.client_order_id)
+        booked: list[tuple[Order, Fill]] = []
+        for fill in sorted(fills, key=lambda f: f.ts_event):
+            filled = self.orders.get(fill.client_order_id)
+            if filled is None:
+                continue
+            self._execution_ids.add(fill.execution_id)
+            booked.append((filled, fill))
+            group = self._group_of.get(fill.client_order_id)
+            if group is None:
+                continue
+            if fill.client_order_id == group.entry_id:
+                group.entry_filled += fill.qty
+                group.entry_cost += fill.qty * fill.price
+            else:
+                group.exited += -fill.qty if filled.side is group.side else fill.qty
+                if filled.tag in (Leg.TP1.value, Leg.TP2.value):
+                    group.tp_filled[0 if filled.tag == Leg.TP1.value else 1] += fill.qty
+        for group in groups.values():
+            entry = self.orders[group.entry_id]
+            if group.open_qty == 0 and not (entry.is_open or entry.status is OrderStatus.UNKNOWN):
+                group.closed = True
+                continue
+            self._open_groups.setdefault((group.strategy, group.symbol), []).append(group)
+        self._log.record(f"restored {len(stored)} orders {len(booked)} fills {len(groups)} groups")
+        return booked
+
+    def reprotect_open_groups(self) -> list[str]:
+        """Give every open group holding a position the stop and targets it should have (after a
+        restart, a stop cancelled while the node was down); returns the ids placed."""
+        before = set(self.orders)
+        for group in self.open_groups():
+            if group.open_qty > 0:
+                self._resize_children(group)
+        return [cid for cid in self.orders if cid not in before]
+
+    def alert(self, kind: str, message: str) -> None:
+        """Raise an operator alert (recorded, and sent to the alert handler if there is one)."""
+        self._alert(kind, message)
+
     def resolve_unknown(self) -> int:
         """Settle what a timeout or a dropped connection left in doubt, by asking the venue.
 
@@ -415,6 +533,173 @@ class OrderManager:
 
     def _close_remainder_after_lost_exit(self, group: OcoGroup, lost: Order) -> None:
         self._settle(group, lost.reason or "exit re-sent after a lost submit")
+
+    # -- recovery hooks (execution/recovery.py drives them) ---------------------------------------
+
+    @property
+    def tp1_share(self) -> Decimal:
+        return self._tp1_share
+
+    @property
+    def break_even_after_tp1(self) -> bool:
+        return self._break_even
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    def trades(self, symbol: str) -> bool:
+        """Whether `symbol` is an instrument this manager can place and book orders in."""
+        return symbol in self._instruments
+
+    def restore_order(self, order: Order, *, strategy: str) -> None:
+        """Take back an order an earlier run created (from the store) or the venue holds: its id is
+        reserved for good, and it counts as working while it is open. Nothing is sent or published."""
+        client_order_id = order.client_order_id
+        self.ids.preload((client_order_id,))
+        self.orders[client_order_id] = order
+        self._strategy_of[client_order_id] = strategy
+        if order.is_open:
+            self._working[client_order_id] = order
+        if order.status is OrderStatus.PENDING_CANCEL:
+            self._cancel_requested.add(client_order_id)
+
+    def restore_group(self, group: OcoGroup, *, members: Iterable[str], replaced: Iterable[str] = ()) -> None:
+        """Take back an OCO group rebuilt from its orders: fills of any of `members` (its entry and
+        every stop or target it ever had) count for it again, and it is managed from now on.
+        `replaced` are earlier children superseded by a newer one of the same leg."""
+        for client_order_id in members:
+            self._group_of[client_order_id] = group
+        self._replaced.update(replaced)
+        key = (group.strategy, group.symbol)
+        self._open_groups.setdefault(key, []).append(group)
+        self._last_plan[key] = group.plan_id
+
+    def remember_executions(self, execution_ids: Iterable[str]) -> None:
+        """Executions already booked (by an earlier run): a venue that reports them again changes nothing."""
+        self._execution_ids.update(execution_ids)
+
+    def knows_execution(self, execution_id: str) -> bool:
+        return execution_id in self._execution_ids
+
+    def managed_groups(self) -> list[OcoGroup]:
+        """Every group still managed, closed ones that still hold a position included."""
+        return [group for groups in self._open_groups.values() for group in groups]
+
+    def adopt(self, state: VenueOrderState, *, strategy: str = "", reason: str = "") -> Order:
+        """Track an order found at the venue that no run of ours recorded (placed by hand, or lost in
+        a crash). Only its side, quantity and symbol are known; its fills are booked like any other."""
+        now = self._clock.now_ns()
+        order = Order(
+            client_order_id=state.client_order_id,
+            symbol=state.symbol,
+            side=state.side,
+            order_type=OrderType.MARKET,  # the venue's snapshot does not say; nothing is sent from it
+            qty=state.qty,
+            time_in_force=self._tif,
+            ts_created=now,
+            status=OrderStatus.ACCEPTED,
+            venue_order_id=state.venue_order_id,
+            reason=reason or "adopted from the venue",
+            ts_last=now,
+        )
+        self.restore_order(order, strategy=strategy)
+        self._log.record(
+            f"adopted {order.client_order_id} {order.symbol} {order.side.value} {order.qty} {now}"
+        )
+        self._on_order_update(order)  # from now on the store knows it too
+        return order
+
+    def apply_missed_fill(self, fill: Fill) -> bool:
+        """Book an execution the venue made while nobody listened: the order, its group's count and
+        the portfolio, but no OCO reaction yet — `resume_group` acts once every missed fill is in,
+        so a group is not resized for a state that the next missed fill already changed.
+        False for an execution already booked or an order not known."""
+        order = self.orders.get(fill.client_order_id)
+        if order is None or not self._book_fill(order, fill):
+            return False
+        self._log.record(f"missed_fill {fill.client_order_id} {fill.execution_id}")
+        group = self._group_of.get(order.client_order_id)
+        if group is not None:
+            if order.client_order_id == group.entry_id:
+                _count_entry_fill(group, fill)
+            elif order.tag != Leg.EXIT.value or order.client_order_id in group.exit_ids:
+                self._count_exit_fill(group, order, fill)
+        self._on_order_update(order)
+        return True
+
+    def settle_from_venue(
+        self, client_order_id: str, status: OrderStatus, *, venue_order_id: str = "", reason: str = ""
+    ) -> bool:
+        """Move an order to the state the venue reports, without OCO reactions (see `apply_missed_fill`).
+
+        An open state makes an order in doubt ACCEPTED; CANCELED, EXPIRED and REJECTED end it (a
+        terminal state its own state cannot reach ends it as CANCELED); FILLED is reached only by
+        fills. Returns whether the order changed."""
+        order = self.orders[client_order_id]
+        now = self._clock.now_ns()
+        if venue_order_id and not order.venue_order_id:
+            order.venue_order_id = venue_order_id
+        if status.is_open:
+            if order.status not in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTED):
+                return False
+            order.transition(OrderStatus.ACCEPTED, now)
+        elif status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+            if order.is_terminal:
+                return False
+            ended = status if order.can_transition(status) else OrderStatus.CANCELED
+            order.transition(ended, now, reason or f"{status.value.lower()} at the venue")
+        else:
+            return False
+        self._cancel_requested.discard(client_order_id)
+        self._log.record(f"reconciled {client_order_id} {order.status.value} {now}")
+        self._on_order_update(order)
+        return True
+
+    def cancel_at_venue(self, client_order_id: str) -> None:
+        """Ask the venue to cancel an order whatever we hold of it (one we ended, or never knew)."""
+        order = self.orders.get(client_order_id)
+        if order is not None and order.is_open and order.status is not OrderStatus.PENDING_CANCEL:
+            if order.can_transition(OrderStatus.PENDING_CANCEL):
+                order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
+        self._cancel_requested.add(client_order_id)
+        try:
+            self._venue.cancel_order(client_order_id)
+        except RetryableError as error:
+            self._log.record(f"cancel_unknown {client_order_id} {error}")
+
+    def resume_group(self, group: OcoGroup, *, bracket_known: bool = True) -> str:
+        """Act once on what a group's orders say after reconciliation, as the fills would have made
+        it act: close a group with nothing left open (cancelling its siblings), correct an overfill,
+        or make its stop and targets match what is open (placing the ones never placed).
+
+        A filled or working entry whose stop price is unknown (`bracket_known=False`: the plan was
+        lost with the crash) cannot be protected: it is closed at market, with an alert.
+        Returns "closed", "unprotected", "resumed" (children placed or resized) or "" (in order)."""
+        if group.closed:
+            issued = len(self.orders)
+            self._settle(group, "reconciled after its group closed")
+            return "closed" if len(self.orders) > issued else ""
+        entry = self.orders[group.entry_id]
+        if group.open_qty < 0:
+            self._close_group(group)
+            self._settle(group, "exits overfilled while away")
+            return "closed"
+        if group.open_qty == 0 and not entry.is_open:
+            self._close_group(group)
+            return "closed"
+        if not bracket_known:
+            self._alert(
+                "bracket_unknown",
+                f"{group.symbol}: the stop of plan {group.plan_id} is not known after a restart; "
+                f"closing {group.open_qty} at market",
+            )
+            self._close_group(group)
+            self._settle(group, "protective stop unknown after a restart")
+            return "unprotected"
+        before = (group.stop_id, list(group.tp_ids), len(self.orders))
+        self._resize_children(group)
+        return "resumed" if (group.stop_id, list(group.tp_ids), len(self.orders)) != before else ""
 
     # -- venue events -------------------------------------------------------------------------
 
@@ -560,8 +845,20 @@ class OrderManager:
             self._log.record(f"unknown {order.client_order_id} {now} {error}")
 
     def _handle_fill(self, order: Order, fill: Fill) -> None:
-        if fill.execution_id in self._execution_ids:
+        if not self._book_fill(order, fill):
             return
+        group = self._group_of.get(order.client_order_id)
+        if group is not None:
+            if order.client_order_id == group.entry_id:
+                self._on_entry_fill(group, fill)
+            else:
+                self._on_exit_fill(group, order, fill)
+        self._on_order_update(order)
+
+    def _book_fill(self, order: Order, fill: Fill) -> bool:
+        """Apply an execution to its order and hand it to the portfolio; False for a repeat."""
+        if fill.execution_id in self._execution_ids:
+            return False
         self._execution_ids.add(fill.execution_id)
         if not order.venue_order_id:
             order.venue_order_id = fill.venue_order_id  # a fill may come before the accept
@@ -576,24 +873,17 @@ class OrderManager:
             f"{fill.fee} {fill.ts_event}"
         )
         self._on_fill(order, fill)
-        group = self._group_of.get(order.client_order_id)
-        if group is not None:
-            if order.client_order_id == group.entry_id:
-                self._on_entry_fill(group, fill)
-            else:
-                self._on_exit_fill(group, order, fill)
-        self._on_order_update(order)
+        return True
 
     def _on_entry_fill(self, group: OcoGroup, fill: Fill) -> None:
-        group.entry_filled += fill.qty
-        group.entry_cost += fill.qty * fill.price
+        _count_entry_fill(group, fill)
         if group.closed:
             # The group was closed (exit or flatten) while the entry was still working.
             self._settle(group, "entry filled after its group closed")
             return
         self._resize_children(group)
 
-    def _on_exit_fill(self, group: OcoGroup, order: Order, fill: Fill) -> None:
+    def _count_exit_fill(self, group: OcoGroup, order: Order, fill: Fill) -> None:
         if order.side is group.side:
             group.exited -= fill.qty  # an overfill bought (or sold) back
         else:
@@ -604,6 +894,9 @@ class OrderManager:
             if leg == 0 and group.break_even and group.entry_filled > 0:
                 instrument = self._instruments[group.symbol]
                 group.stop = instrument.price(group.entry_cost / group.entry_filled)
+
+    def _on_exit_fill(self, group: OcoGroup, order: Order, fill: Fill) -> None:
+        self._count_exit_fill(group, order, fill)
         if group.closed or group.open_qty < 0:
             # A late fill of a closed group, or two exits filled in a race: settle what is left.
             self._close_group(group)
@@ -783,3 +1076,8 @@ class OrderManager:
 
     def group_of(self, client_order_id: str) -> OcoGroup | None:
         return self._group_of.get(client_order_id)
+
+
+def _count_entry_fill(group: OcoGroup, fill: Fill) -> None:
+    group.entry_filled += fill.qty
+    group.entry_cost += fill.qty * fill.price

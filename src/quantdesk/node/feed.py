@@ -84,9 +84,13 @@ class ReplayFeed:
     async def run(self, stop: asyncio.Event) -> None:
         """Replay every instant, sleeping until its time; return at the end or when `stop` is set."""
         self.state = "streaming"
-        for ts, bars in _instants(self._series):
-            if self._after is not None and ts <= self._after:
-                continue
+        # Market time starts now, at the first bar to deliver: start-up does not eat the session.
+        instants = [
+            (ts, bars) for ts, bars in _instants(self._series) if self._after is None or ts > self._after
+        ]
+        if instants:
+            self._clock.restart(instants[0][0])
+        for ts, bars in instants:
             delay = self._clock.seconds_until(ts)
             if delay > 0:
                 await sleep_unless(stop, delay)

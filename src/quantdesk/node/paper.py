@@ -25,6 +25,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
+from quantdesk.engine.recovery import RecoveryReport, recover
 from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
 from quantdesk.model import Instrument, OrderType, Tick
@@ -35,6 +36,7 @@ from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
 from quantdesk.service.redis_events import RedisEventPublisher
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
+from quantdesk.store.recovery import load_state
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
 from quantdesk.telemetry import (
@@ -81,6 +83,7 @@ class NodeParts:
     app: FastAPI
     token: str
     redis: RedisEventPublisher | None
+    recovery: RecoveryReport | None
 
 
 def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
@@ -183,6 +186,25 @@ def build(config: NodeConfig) -> NodeParts:
     for symbol in series:
         engine.add_strategy(strategy_class(symbol, **config.params))
     writer.attach(engine)
+    recovery = None
+    if isinstance(venue, PersistentExchange) and venue.restored:
+        known = venue
+        state = load_state(
+            session_factory(db),
+            known_to_venue=lambda cid: known.query_order(cid) is not None,
+            since_ts=venue.created_ts,
+        )
+        recovery = recover(engine, venue, state)
+        log.info(
+            "recovered",
+            orders=recovery.restored_orders,
+            fills=recovery.restored_fills,
+            settled=recovery.settled,
+            missed_fills=len(recovery.missed_fills),
+            orphans_cancelled=len(recovery.orphans_cancelled),
+            reprotected=len(recovery.reprotected),
+            position_mismatches=recovery.position_mismatches,
+        )
     metrics = TraderMetrics()
     metrics.attach(engine, writer=writer)
     OrderLogger.attach(engine)
@@ -223,6 +245,7 @@ def build(config: NodeConfig) -> NodeParts:
         app,
         token,
         publisher,
+        recovery,
     )
     holder.append(parts)
     return parts
@@ -244,6 +267,7 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
         "alerts": asdict(alerts),
         "redis": None if parts.redis is None else asdict(parts.redis.stats()),
         "store_url": safe_url(parts.db_url),
+        "recovery": None if parts.recovery is None else asdict(parts.recovery),
     }
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 import msgspec
 
-from quantdesk.model import Order, OrderEvent, OrderStatus, Side
+from quantdesk.model import Fill, Order, OrderEvent, OrderStatus, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +76,16 @@ class OrderBookVenue(Venue, Protocol):
     def open_orders(self) -> list[VenueOrderState]: ...
 
     def query_order(self, client_order_id: str) -> VenueOrderState | None: ...
+
+
+class RecoverableVenue(OrderBookVenue, Protocol):
+    """A venue a restarted node can reconcile with: its order book, its executions and positions.
+
+    Brokers answer all three (Alpaca: orders, account activities of type FILL, positions;
+    Kite: the order book, /trades, /portfolio/positions).
+    """
+
+    @property
+    def positions(self) -> Mapping[str, Decimal]: ...
+
+    def executions(self) -> list[Fill]: ...

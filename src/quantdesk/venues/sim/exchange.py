@@ -124,6 +124,8 @@ class SimulatedExchange:
         self._price_source: Mapping[str, Bar] = {}
         self._sequence = 0
         self._execution_sequence = 0
+        # Every execution, as a broker's trade list keeps them (Alpaca's activities, Kite's /trades).
+        self._executions: list[Fill] = []
         self._latency_ns = int(self.config.latency_ms * 1_000_000)
         self._through = self.config.limit_fill is LimitFill.THROUGH
         self._fill_at_close = self.config.fill_at is FillAt.CLOSE
@@ -224,6 +226,14 @@ class SimulatedExchange:
     def _state(self, client_order_id: str) -> VenueOrderState:
         venue_id, symbol, side, qty, filled, status, ts = self._book[client_order_id]
         return VenueOrderState(client_order_id, venue_id, symbol, side, qty, filled, status, ts)
+
+    def clock_ns(self) -> int:
+        """The venue's notion of now (the clock it was given)."""
+        return self._now()
+
+    def executions(self) -> list[Fill]:
+        """Every fill the venue made, oldest first: what a restarted node checks it has booked."""
+        return list(self._executions)
 
     def open_order_ids(self) -> list[str]:
         return list(self._by_id)
@@ -485,6 +495,7 @@ class SimulatedExchange:
             ts_event=ts,
             ts_init=ts,
         )
+        self._executions.append(fill)
         self._emit(OrderFilled(fill))
 
     def _remove(self, resting: _Resting) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdesk.errors import DataError
-from quantdesk.model import Bar, Order, OrderEvent, OrderFilled, Quote, Tick
+from quantdesk.model import Bar, Fill, Order, OrderEvent, OrderFilled, Quote, Tick
 from quantdesk.venues.base import VenueCapabilities, VenueListener, VenueOrderState
 from quantdesk.venues.sim.exchange import SimulatedExchange
 
@@ -45,6 +45,8 @@ class PersistentExchange:
         self.submitted: list[str] = []
         self.fills: list[tuple[str, str, str, str]] = []
         self.last_ts: int | None = None
+        # When this account's first change happened (venue clock): older store rows are not its own.
+        self.created_ts: int | None = None
         self._events: deque[OrderEvent] = deque()
         self._listener: VenueListener | None = None
         self._delivering = False
@@ -74,6 +76,9 @@ class PersistentExchange:
 
     def query_order(self, client_order_id: str) -> VenueOrderState | None:
         return self._exchange.query_order(client_order_id)
+
+    def executions(self) -> list[Fill]:
+        return self._exchange.executions()
 
     @property
     def positions(self) -> dict[str, Any]:
@@ -137,6 +142,8 @@ class PersistentExchange:
 
     def save(self) -> None:
         """Write the state next to `path` and rename it over `path` (atomic on POSIX)."""
+        if self.created_ts is None:
+            self.created_ts = self._exchange.clock_ns()
         state = {k: v for k, v in vars(self._exchange).items() if k not in _RUNTIME}
         blob = pickle.dumps(
             {
@@ -145,6 +152,7 @@ class PersistentExchange:
                 "submitted": self.submitted,
                 "fills": self.fills,
                 "last_ts": self.last_ts,
+                "created_ts": self.created_ts,
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -167,8 +175,10 @@ class PersistentExchange:
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise DataError(f"{self.path}: not a venue state file of format {_FORMAT}")
         vars(self._exchange).update(saved["exchange"])
+        self._exchange.__dict__.setdefault("_executions", [])
         self._exchange.derive_state()  # a file from an older version may lack some of it
         self.submitted = list(saved["submitted"])
         self.fills = list(saved["fills"])
         self.last_ts = saved["last_ts"]
+        self.created_ts = saved.get("created_ts")
         return True
