@@ -118,3 +118,61 @@ def position_mismatches(engine: Engine, venue: RecoverableVenue) -> list[str]:
         for symbol in sorted(set(ours) | set(theirs))
         if ours.get(symbol, _ZERO) != theirs.get(symbol, _ZERO)
     ]
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """One periodic check of the node against its venue."""
+
+    orphans_cancelled: list[str] = field(default_factory=list)
+    shadows: list[str] = field(default_factory=list)
+    missed_fills: list[str] = field(default_factory=list)
+    position_mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def found_anything(self) -> bool:
+        return bool(self.orphans_cancelled or self.shadows or self.missed_fills or self.position_mismatches)
+
+
+def reconcile(engine: Engine, venue: RecoverableVenue, *, grace_ns: int = 2_000_000_000) -> ReconcileReport:
+    """While running: no orphans (open at the venue, unknown here: cancelled, alerted), no shadows
+    (open here, not at the venue: settled from a lookup, alerted), no execution left unbooked,
+    positions that agree (else alert and pause new entries).
+
+    Orders younger than `grace_ns` are left alone: their answer may still be on its way.
+    """
+    orders = engine.orders
+    report = ReconcileReport()
+    now = engine.clock.now_ns()
+    open_at_venue = {state.client_order_id for state in venue.open_orders()}
+    for client_order_id in sorted(open_at_venue - set(orders.orders)):
+        venue.cancel_order(client_order_id)
+        report.orphans_cancelled.append(client_order_id)
+    missed = [
+        f
+        for f in venue.executions()
+        if not orders.has_execution(f.execution_id) and f.client_order_id in orders.orders
+    ]
+    for fill in sorted(missed, key=lambda f: f.ts_event):
+        orders.on_order_event(OrderFilled(fill))
+        report.missed_fills.append(fill.execution_id)
+    report.shadows = [
+        order.client_order_id
+        for order in orders.working_orders()
+        if order.status.is_open
+        and order.client_order_id not in open_at_venue
+        and now - order.ts_created >= grace_ns
+    ]
+    for client_order_id in report.shadows:
+        orders.settle_shadow(client_order_id, venue.query_order(client_order_id))
+    if report.shadows:
+        orders.reprotect_open_groups()  # a stop that vanished at the venue is replaced
+    if report.orphans_cancelled:
+        orders.alert("orphan", f"cancelled {len(report.orphans_cancelled)} orders unknown to the node")
+    if report.shadows:
+        orders.alert("shadow", f"{len(report.shadows)} orders open here were not open at the venue")
+    report.position_mismatches = position_mismatches(engine, venue)
+    if report.position_mismatches:
+        orders.alert("position_mismatch", "; ".join(report.position_mismatches))
+        engine.pause("positions differ from the venue's", "reconciliation")
+    return report

@@ -435,6 +435,26 @@ class OrderManager:
                 self._resize_children(group)
         return [cid for cid in self.orders if cid not in before]
 
+    def settle_shadow(self, client_order_id: str, state: VenueOrderState | None) -> None:
+        """An order we hold open that the venue does not list as open: take the venue's word.
+
+        Absent at the venue, it never worked there: cancelled locally and, if it protected a
+        position, replaced under a new id. Ended there: it ends here (its fills come as
+        executions)."""
+        order = self.orders.get(client_order_id)
+        if order is None or not order.is_open:
+            return
+        now = self._clock.now_ns()
+        if state is None:
+            order.transition(OrderStatus.CANCELED, now, "not at the venue (shadow)")
+            self._on_order_update(order)
+            self._replace_lost(order)
+        elif not state.status.is_open:
+            self._apply_venue_state(order, state.status, state.venue_order_id, now)
+
+    def has_execution(self, execution_id: str) -> bool:
+        return execution_id in self._execution_ids
+
     def alert(self, kind: str, message: str) -> None:
         """Raise an operator alert (recorded, and sent to the alert handler if there is one)."""
         self._alert(kind, message)

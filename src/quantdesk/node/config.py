@@ -49,6 +49,7 @@ class NodeConfig(BaseModel):
     venue_state: Path | None = None
     store_max_buffer: int = Field(default=100_000, ge=1)
     watch_interval_s: float = Field(default=1.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
 
     @field_validator("speed")
     @classmethod

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from quantdesk.bus import MessageBus
-from quantdesk.clock import PacedClock
+from quantdesk.clock import PacedClock, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.config import TradingConfig, load_config
 from quantdesk.data.instruments import instrument_for
@@ -25,7 +25,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
-from quantdesk.engine.recovery import RecoveryReport, recover
+from quantdesk.engine.recovery import RecoveryReport, reconcile, recover
 from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
 from quantdesk.model import Instrument, OrderType, Tick
@@ -320,6 +320,7 @@ class PaperNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self.started = asyncio.Event()
         self.api: _ApiServer | None = None
+        self.reconciliations = 0
         self.api_url = ""
 
     def request_stop(self) -> None:
@@ -399,10 +400,23 @@ class PaperNode:
                 self.request_stop()
 
     async def _watch(self, parts: NodeParts) -> None:
-        """Alarms between bars, and lookups of orders whose outcome is unknown."""
+        """Alarms between bars, lookups of orders whose outcome is unknown, and every
+        `reconcile_interval_s` a check against the venue (orphans, shadows, missed fills)."""
+        next_check = monotonic_ns()
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
+            if monotonic_ns() >= next_check:
+                next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
+                found = reconcile(parts.engine, parts.venue)
+                self.reconciliations += 1
+                if (
+                    found.orphans_cancelled
+                    or found.shadows
+                    or found.missed_fills
+                    or found.position_mismatches
+                ):
+                    log.warning("reconciliation", **asdict(found))
             parts.alerts.poll()
             await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
 
