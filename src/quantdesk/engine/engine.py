@@ -18,7 +18,7 @@ from quantdesk.clock import Clock, TimeEvent, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
-from quantdesk.execution.order_manager import BeforeSend
+from quantdesk.execution.order_manager import AlertHandler, BeforeSend
 from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
 from quantdesk.portfolio import Portfolio
 from quantdesk.portfolio.trades import TradeBuilder, TradeRecord
@@ -94,6 +94,7 @@ class Engine:
         event_log: EventLog | None = None,
         calendar: MarketCalendar | None = None,
         before_send: BeforeSend | None = None,
+        on_alert: AlertHandler | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.clock = clock
@@ -116,6 +117,7 @@ class Engine:
             on_fill=self._on_fill,
             on_order_update=self._on_order_update,
             before_send=before_send,
+            on_alert=on_alert,
         )
         self.pipeline = TradingPipeline(self, self.config.pipeline, calendar)
         self._strategies: list[Strategy] = []

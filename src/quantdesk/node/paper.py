@@ -180,6 +180,7 @@ def build(config: NodeConfig) -> NodeParts:
         ),
         calendar=calendar,
         before_send=writer.persist_before_send,
+        on_alert=alerter.callback(),  # refused stops, overfills, orphans, shadows: to the operator
     )
     paused_by_store.append(engine)
     venue.set_price_source(engine.last_bar)
@@ -417,7 +418,6 @@ class PaperNode:
                     or found.position_mismatches
                 ):
                     log.warning("reconciliation", **asdict(found))
-            parts.alerts.poll()
             await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
 
     async def _shutdown(self, parts: NodeParts) -> None:

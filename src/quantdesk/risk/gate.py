@@ -322,7 +322,7 @@ class RiskGate:
     def _portfolio_heat(self, f: _Facts) -> str | None:
         if f.plan_risk is None or f.equity is None or f.positions is None:
             return None
-        open_heat = sum((_position_risk(p) for p in f.positions), _ZERO)
+        open_heat = sum((position_risk(p) for p in f.positions), _ZERO)
         heat = open_heat + f.plan_risk
         cap = self._config.max_portfolio_heat_pct
         if heat * _HUNDRED > cap * f.equity:
@@ -451,7 +451,8 @@ def _plan_risk(plan: TradePlan, instrument: Instrument | None) -> Decimal | None
     return plan.qty * distance * instrument.multiplier if distance > 0 else None
 
 
-def _position_risk(p: OpenPositionView) -> Decimal:
+def position_risk(p: OpenPositionView) -> Decimal:
+    """What a position can lose down to its stop (all its notional without one): its share of heat."""
     if p.stop is None:
         return p.qty * p.avg_price * p.multiplier
     return p.qty * max(_ZERO, p.sign * (p.avg_price - p.stop)) * p.multiplier

@@ -17,7 +17,7 @@ from quantdesk.engine.engine import SignalBlocked
 from quantdesk.engine.pipeline import DecisionRecord
 from quantdesk.execution.client_ids import Leg
 from quantdesk.model import Order, OrderStatus, Signal
-from quantdesk.risk.gate import _position_risk  # the gate's own heat formula, not a copy of it
+from quantdesk.risk.gate import position_risk  # the gate's own heat formula, not a copy of it
 from quantdesk.risk.messages import BlockReason, OpenPositionView
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ def risk_figures(engine: Engine) -> tuple[Decimal, Decimal]:
             instruments[symbol].multiplier,
             strategy,
         )
-        heat += _position_risk(view)
+        heat += position_risk(view)
     open_positions = portfolio.open_positions()
     marks = engine.marks(p.symbol for p in open_positions)
     # A position with no price yet (none seen since a restart) adds nothing until one comes.

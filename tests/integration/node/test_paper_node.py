@@ -200,3 +200,22 @@ def test_the_node_logs_json_lines_and_counts_what_it_did(tmp_path: Path) -> None
     assert decided.get("approved") == parts.engine.pipeline.approved
     observed = [s for s in families["trader_tick_to_decision_ms"].samples if s.name.endswith("_count")]
     assert observed[0].value > 0
+
+
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+def test_an_orphan_found_while_running_reaches_the_alert_urls(tmp_path: Path) -> None:
+    from http_receiver import serving
+    from quantdesk.engine.recovery import reconcile
+    from quantdesk.model import Order, OrderType, Side
+
+    with serving() as receiver:
+        parts = build(settings(tmp_path, speed=1.0, alert_urls=(receiver.url,)))
+        replay_by_hand(parts, until_open=True)
+        stranger = Order("stranger-1", "SYNA", Side.BUY, OrderType.LIMIT, Decimal(1), Decimal("50.00"))
+        parts.venue.submit_order(stranger)
+        found = reconcile(parts.engine, parts.venue, grace_ns=0)
+        assert found.orphans_cancelled == ["stranger-1"]
+        posts = receiver.wait_for(1)
+        assert any("cancelled 1 orders unknown to the node" in post.get("message", "") for post in posts)
+        parts.alerter.close(5.0)
+        parts.writer.stop()
