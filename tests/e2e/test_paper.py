@@ -85,3 +85,26 @@ def test_paper_trades_serves_flattens_and_stops_cleanly(tmp_path: Path) -> None:
     log = [json.loads(line) for line in (var / "logs" / "quantdesk.jsonl").read_text().splitlines()]
     events = [entry["event"] for entry in log]
     assert [e for e in events if e in SHUTDOWN] == SHUTDOWN
+
+
+def test_a_paper_day_passes_the_burn_in_check(tmp_path: Path) -> None:
+    config = tmp_path / "risk.toml"
+    config.write_text(FAST)
+    var = tmp_path / "var"
+    args = ["--port", "0", "--var-dir", str(var), "--config", str(config), "--exit-at-end"]
+    day = subprocess.run(
+        [QUANTDESK, "paper", "--speed", "3000", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert day.returncode == 0, day.stderr[-2000:]
+    db = f"sqlite:///{var / 'quantdesk.db'}"
+    check = subprocess.run(
+        [QUANTDESK, "burnin", "check", "--db", db, "--date", "2024-01-02"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "burn-in day PASSED" in check.stdout

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The default paper day: three seeded synthetic symbols, so the demo needs no data to install.
 DEFAULT_SYMBOLS = ("SYNA", "SYNB", "SYNC")
-DEFAULT_PARAMS = {"k": "1.5", "stop_k": "3.0", "warmup_bars": "15", "exit_before_close": "15"}
+DEFAULT_PARAMS = {
+    "k": "1.5",
+    "stop_k": "3.0",
+    "warmup_bars": "15",
+    "exit_before_close": "15",
+    "take_profit": "true",
+}
 
 
 class NodeConfig(BaseModel):

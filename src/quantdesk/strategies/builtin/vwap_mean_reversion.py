@@ -16,7 +16,9 @@ class VwapMeanReversion(Strategy):
 
     Waits `warmup_bars` bars into each session so VWAP and its deviation mean
     something. With `max_hold_bars` > 0 a time stop closes a trade that has not
-    reverted. Example: k=2.0, stop_k=3.5 on 5-minute bars.
+    reverted. With `take_profit` the reversion level also rests at the venue as a target
+    beside the stop (an OCO pair), instead of waiting for a bar's close to exit.
+    Example: k=2.0, stop_k=3.5 on 5-minute bars.
     """
 
     k: float = 2.0
@@ -26,6 +28,7 @@ class VwapMeanReversion(Strategy):
     max_hold_bars: int = 0
     allow_short: bool = True
     exit_before_close: float = 10.0
+    take_profit: bool = False
 
     def on_start(self) -> None:
         self._vwap = SessionVWAP()
@@ -68,6 +71,7 @@ class VwapMeanReversion(Strategy):
             self._held = 0
             self.enter_long(
                 stop=vwap - self.stop_k * std,
+                targets=[vwap - self.exit_k * std] if self.take_profit else (),
                 features=features,
                 rationale=f"close {z:.2f} sd below VWAP",
             )
@@ -75,6 +79,7 @@ class VwapMeanReversion(Strategy):
             self._held = 0
             self.enter_short(
                 stop=vwap + self.stop_k * std,
+                targets=[vwap + self.exit_k * std] if self.take_profit else (),
                 features=features,
                 rationale=f"close {z:.2f} sd above VWAP",
             )
