@@ -19,6 +19,8 @@ from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
 from quantdesk.execution.order_manager import AlertHandler, BeforeSend
+from quantdesk.execution.recovery import StoredFill
+from quantdesk.execution.throttle import Throttler
 from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
 from quantdesk.portfolio import Portfolio
 from quantdesk.portfolio.trades import TradeBuilder, TradeRecord
@@ -29,6 +31,7 @@ from quantdesk.venues.base import Venue
 
 _ZERO = Decimal(0)
 _DAY_NS = 86_400_000_000_000
+_RECONCILIATION = "reconciliation"
 _EXIT_REASONS = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
 
 
@@ -95,6 +98,7 @@ class Engine:
         calendar: MarketCalendar | None = None,
         before_send: BeforeSend | None = None,
         on_alert: AlertHandler | None = None,
+        throttler: Throttler | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.clock = clock
@@ -118,6 +122,7 @@ class Engine:
             on_order_update=self._on_order_update,
             before_send=before_send,
             on_alert=on_alert,
+            throttler=throttler,
         )
         self.pipeline = TradingPipeline(self, self.config.pipeline, calendar)
         self._strategies: list[Strategy] = []
@@ -392,6 +397,42 @@ class Engine:
             if closed is not None:
                 self.closed_trades.append(closed)
         self.event_log.record(f"restored_fills {len(booked)}")
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def restore(self, fills: Iterable[StoredFill]) -> int:
+        """Book the store's fills again, in booking order: cash, positions and P&L, each strategy's
+        quantity, and its trades (open ones go on, closed ones count for the protections).
+
+        For an engine built fresh after a restart, before `Reconciler.recover` and `start`:
+        nothing is published, no strategy is called, nothing is sent. Returns how many fills."""
+        count = 0
+        for stored in fills:
+            fill = stored.fill
+            self.portfolio.apply_fill(fill)
+            key = (stored.strategy, fill.symbol)
+            self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+            builder = self._trade_builders.get(key)
+            if builder is None:
+                multiplier = self.instruments[fill.symbol].multiplier
+                builder = self._trade_builders[key] = TradeBuilder(stored.strategy, fill.symbol, multiplier)
+            closed = builder.add(fill, _EXIT_REASONS.get(stored.tag) or stored.tag.lower())
+            if closed is not None:
+                self.closed_trades.append(closed)
+            count += 1
+        self.event_log.record(f"restored {count} fills")
+        return count
+
+    def schedule_reconciliation(self, interval_seconds: float, reconcile: Callable[[], object]) -> None:
+        """Call `reconcile` every `interval_seconds` of clock time (the node passes
+        `Reconciler.reconcile`); scheduling again replaces the previous timer."""
+        interval_ns = int(interval_seconds * 1_000_000_000)
+        self.clock.cancel(_RECONCILIATION)
+
+        def on_timer(_event: TimeEvent) -> None:
+            reconcile()
+
+        self.clock.set_timer(_RECONCILIATION, interval_ns, on_timer)
 
     def _check_flatten_done(self) -> None:
         pending = self._flatten_pending

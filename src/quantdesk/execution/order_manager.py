@@ -238,6 +238,27 @@ class OrderManager:
         Idempotent: while an exit for the position is already working, no second one is sent.
         """
         groups = self._open_groups.pop((strategy, symbol), [])
+        return self._exit_groups(strategy, symbol, groups, position_qty, reason)
+
+    def finish_exit(
+        self, groups: Sequence[OcoGroup], position_qty: Decimal, reason: str = ""
+    ) -> Order | None:
+        """Finish an exit a restart interrupted: `groups` (one strategy's, in one symbol) were being
+        closed; their children are cancelled and `position_qty` — what they still hold together —
+        is closed at market, net of the exits already working. The strategy's other groups stay."""
+        if not groups:
+            return None
+        strategy, symbol = groups[0].strategy, groups[0].symbol
+        kept = [g for g in self._open_groups.get((strategy, symbol), []) if g not in groups]
+        if kept:
+            self._open_groups[(strategy, symbol)] = kept
+        else:
+            self._open_groups.pop((strategy, symbol), None)
+        return self._exit_groups(strategy, symbol, list(groups), position_qty, reason)
+
+    def _exit_groups(
+        self, strategy: str, symbol: str, groups: list[OcoGroup], position_qty: Decimal, reason: str
+    ) -> Order | None:
         plan_id = groups[-1].plan_id if groups else ""
         for group in groups:
             group.closed = True
@@ -606,17 +627,33 @@ class OrderManager:
         """Every group still managed, closed ones that still hold a position included."""
         return [group for groups in self._open_groups.values() for group in groups]
 
-    def adopt(self, state: VenueOrderState, *, strategy: str = "", reason: str = "") -> Order:
-        """Track an order found at the venue that no run of ours recorded (placed by hand, or lost in
-        a crash). Only its side, quantity and symbol are known; its fills are booked like any other."""
+    def adopt(
+        self,
+        state: VenueOrderState,
+        *,
+        strategy: str = "",
+        tag: str = "",
+        order_type: OrderType = OrderType.MARKET,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        reason: str = "",
+    ) -> Order:
+        """Track an order found at the venue that no run of ours recorded (placed by hand, or ours
+        but lost with the store's buffer in a crash). The venue's snapshot gives its symbol, side and
+        quantity; the other terms are what the caller knows (nothing is ever sent from them). It is
+        taken as ACCEPTED with nothing filled: `apply_missed_fill` and `settle_from_venue` bring it
+        to the venue's state."""
         now = self._clock.now_ns()
         order = Order(
             client_order_id=state.client_order_id,
             symbol=state.symbol,
             side=state.side,
-            order_type=OrderType.MARKET,  # the venue's snapshot does not say; nothing is sent from it
+            order_type=order_type,
             qty=state.qty,
+            price=price,
+            stop_price=stop_price,
             time_in_force=self._tif,
+            tag=tag,
             ts_created=now,
             status=OrderStatus.ACCEPTED,
             venue_order_id=state.venue_order_id,
@@ -679,9 +716,8 @@ class OrderManager:
     def cancel_at_venue(self, client_order_id: str) -> None:
         """Ask the venue to cancel an order whatever we hold of it (one we ended, or never knew)."""
         order = self.orders.get(client_order_id)
-        if order is not None and order.is_open and order.status is not OrderStatus.PENDING_CANCEL:
-            if order.can_transition(OrderStatus.PENDING_CANCEL):
-                order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
+        if order is not None and order.is_open and order.can_transition(OrderStatus.PENDING_CANCEL):
+            order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
         self._cancel_requested.add(client_order_id)
         try:
             self._venue.cancel_order(client_order_id)
@@ -709,10 +745,10 @@ class OrderManager:
             self._close_group(group)
             return "closed"
         if not bracket_known:
+            action = f"closing {group.open_qty} at market" if group.open_qty else "cancelling its entry"
             self._alert(
                 "bracket_unknown",
-                f"{group.symbol}: the stop of plan {group.plan_id} is not known after a restart; "
-                f"closing {group.open_qty} at market",
+                f"{group.symbol}: the stop of plan {group.plan_id} is not known after a restart; {action}",
             )
             self._close_group(group)
             self._settle(group, "protective stop unknown after a restart")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from quantdesk.engine.pipeline import PipelineConfig
 from quantdesk.engine.recovery import RecoveryReport, reconcile, recover
 from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
+from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
 from quantdesk.node.feed import ReplayFeed, sleep_unless
@@ -36,7 +38,7 @@ from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
 from quantdesk.service.redis_events import RedisEventPublisher
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
-from quantdesk.store.recovery import load_state
+from quantdesk.store.recovery import load_state, stored_client_ids
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
 from quantdesk.telemetry import (
@@ -54,6 +56,8 @@ log = structlog.get_logger("quantdesk.node")
 
 # Protective orders still go out while the store is down (their outbox rows are buffered):
 # a dead database must never leave a position without its stop or its exit.
+# Orders held back by the rate limits within one reconciliation interval that make an alert.
+SUSTAINED_THROTTLE_WAITS = 10
 _SEND_WHEN_STORE_DOWN = frozenset({"STOP", "TP1", "TP2", "EXIT"})
 
 
@@ -84,6 +88,7 @@ class NodeParts:
     token: str
     redis: RedisEventPublisher | None
     recovery: RecoveryReport | None
+    throttler: Throttler
 
 
 def load_series(config: NodeConfig) -> tuple[dict[str, BarSeries], str]:
@@ -117,6 +122,7 @@ def build(config: NodeConfig) -> NodeParts:
     if url.startswith("sqlite:///"):
         config.var_dir.mkdir(parents=True, exist_ok=True)
     db = connect(url)  # StoreUnavailable here: a clear error, nothing started
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise
     upgrade(url)
     log.info("store_ready", url=safe_url(url))
 
@@ -144,6 +150,9 @@ def build(config: NodeConfig) -> NodeParts:
             resume_after = venue.last_ts
             clock.start_ns = venue.last_ts
             log.info("venue_state_restored", path=str(config.venue_state), resume_after=venue.last_ts)
+    throttler = Throttler(
+        KITE_LIMITS if config.calendar in {"XNSE", "XBOM"} else ALPACA_LIMITS, clock_ns=clock.now_ns
+    )
     paused_by_store: list[Engine] = []  # the engine, once built: the writer is built first
 
     def pause_entries() -> None:
@@ -181,6 +190,8 @@ def build(config: NodeConfig) -> NodeParts:
         calendar=calendar,
         before_send=writer.persist_before_send,
         on_alert=alerter.callback(),  # refused stops, overfills, orphans, shadows: to the operator
+        # The broker's own rate limits, so a paper day shows what live would be allowed to send.
+        throttler=throttler,
     )
     paused_by_store.append(engine)
     venue.set_price_source(engine.last_bar)
@@ -189,6 +200,7 @@ def build(config: NodeConfig) -> NodeParts:
     writer.attach(engine)
     recovery = None
     if isinstance(venue, PersistentExchange) and venue.restored:
+        # The same account as before the restart: take back what the store knew, reconcile.
         known = venue
         state = load_state(
             session_factory(db),
@@ -196,18 +208,12 @@ def build(config: NodeConfig) -> NodeParts:
             since_ts=venue.created_ts,
         )
         recovery = recover(engine, venue, state)
-        log.info(
-            "recovered",
-            orders=recovery.restored_orders,
-            fills=recovery.restored_fills,
-            settled=recovery.settled,
-            missed_fills=len(recovery.missed_fills),
-            orphans_cancelled=len(recovery.orphans_cancelled),
-            reprotected=len(recovery.reprotected),
-            position_mismatches=recovery.position_mismatches,
-        )
+        log.info("recovered", **asdict(recovery))
+    else:
+        # A new paper account: nothing of the store's belongs to it but the ids already spent.
+        engine.orders.ids.preload(stored_client_ids(session_factory(db)))
     metrics = TraderMetrics()
-    metrics.attach(engine, writer=writer)
+    metrics.attach(engine, writer=writer, throttler=throttler)
     OrderLogger.attach(engine)
     alerts = AlertRules.attach(engine, alerter)
     feed = ReplayFeed(
@@ -220,7 +226,9 @@ def build(config: NodeConfig) -> NodeParts:
     )
     publisher = None
     if config.redis_url:
-        publisher = RedisEventPublisher(config.redis_url)
+        publisher = RedisEventPublisher(
+            config.redis_url, on_disconnect=lambda reason: alerts.stream_disconnected("redis", reason)
+        )
         publisher.attach(engine)  # trading never waits on it: events queue while Redis is away
     token = resolve_token(config.api_token, config.token_path)
     holder: list[NodeParts] = []
@@ -229,6 +237,7 @@ def build(config: NodeConfig) -> NodeParts:
         writer=writer,
         after_flatten=lambda: [fill_closing_orders_at_last_price(p) for p in holder],
         extra_status=lambda: node_status(holder[0]),
+        throttler=throttler,
     )
     app = create_app(control, token=token, metrics=metrics.render)
     parts = NodeParts(
@@ -247,6 +256,7 @@ def build(config: NodeConfig) -> NodeParts:
         token,
         publisher,
         recovery,
+        throttler,
     )
     holder.append(parts)
     return parts
@@ -404,6 +414,7 @@ class PaperNode:
         """Alarms between bars, lookups of orders whose outcome is unknown, and every
         `reconcile_interval_s` a check against the venue (orphans, shadows, missed fills)."""
         next_check = monotonic_ns()
+        waits_before = 0
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
@@ -411,6 +422,13 @@ class PaperNode:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
                 found = reconcile(parts.engine, parts.venue)
                 self.reconciliations += 1
+                waits = parts.throttler.stats().waits
+                if waits - waits_before >= SUSTAINED_THROTTLE_WAITS:
+                    parts.alerts.throttling_sustained(
+                        f"{waits - waits_before} orders waited for a rate-limit slot in "
+                        f"{self.config.reconcile_interval_s:g} s"
+                    )
+                waits_before = waits
                 if (
                     found.orphans_cancelled
                     or found.shadows

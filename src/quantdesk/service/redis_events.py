@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +38,17 @@ class RedisEventPublisher:
     event it was sending is kept and sent first once Redis is back.
     """
 
-    def __init__(self, url: str, *, prefix: str = "quantdesk", max_queue: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "quantdesk",
+        max_queue: int = 10_000,
+        on_disconnect: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_disconnect(reason)` runs on the publisher's thread when a connection is lost."""
         self.url = url
+        self._on_disconnect = on_disconnect
         self.prefix = prefix
         self._queue: deque[tuple[str, str]] = deque()
         self._max = max_queue
@@ -105,6 +115,8 @@ class RedisEventPublisher:
             except redis.RedisError as error:
                 if self.connected:
                     log.warning("redis_disconnected", error=str(error))
+                    if self._on_disconnect is not None:
+                        self._on_disconnect(str(error))
                 self.connected = False
                 self._client = None
                 if self._stop.wait(backoff):

@@ -48,9 +48,10 @@ def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_f
 
     # Recovery had work to do: orders in doubt settled at the venue, fills it missed applied.
     report = start["recovery"]
-    assert report is not None and report["settled"] >= 1
-    if "fill" in point or point.startswith("flatten"):
-        assert report["missed_fills"] or report["restored_fills"]
+    assert report is not None and report["restored_orders"] >= 1
+    assert report["settled"] >= 1  # orders in doubt looked up and settled at the venue
+    if "fill" in point:
+        assert report["missed_fills"]  # executions made while the node was dead, now booked
     assert report["position_mismatches"] == []
     # Right after recovery the node and the venue agree on positions and open orders.
     assert numbers(start["engine_positions"]) == numbers(start["venue_positions"])

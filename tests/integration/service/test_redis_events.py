@@ -133,7 +133,8 @@ def test_trading_carries_on_when_redis_dies_and_publishing_resumes_when_it_is_ba
     start_redis(port, processes)
     r = rig()
     r.engine.add_strategy(Every4("AAA"))
-    publisher = RedisEventPublisher(f"redis://127.0.0.1:{port}/0", prefix="t")
+    lost: list[str] = []
+    publisher = RedisEventPublisher(f"redis://127.0.0.1:{port}/0", prefix="t", on_disconnect=lost.append)
     publisher.attach(r.engine)
     r.engine.start()
     for i in range(8):
@@ -151,6 +152,7 @@ def test_trading_carries_on_when_redis_dies_and_publishing_resumes_when_it_is_ba
     assert r.engine.pipeline.approved >= 8  # and kept trading
     assert wait_for(lambda: not publisher.stats().connected)
     assert publisher.stats().queued > 0
+    assert len(lost) == 1  # told once (the node alerts "stream disconnected"), not per retry
 
     start_redis(port, processes)  # back on the same port
     assert wait_for(lambda: publisher.stats().queued == 0, timeout=15)
