@@ -364,38 +364,32 @@ class Engine:
         return ""
 
     def _on_fill(self, order: Order, fill: Fill) -> None:
-        self.portfolio.apply_fill(fill)
-        strategy_id = self.orders.strategy_of(order.client_order_id)
-        key = (strategy_id, fill.symbol)
-        self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
-        builder = self._trade_builders.get(key)
-        if builder is None:
-            multiplier = self.instruments[fill.symbol].multiplier
-            builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
-        closed = builder.add(fill, _EXIT_REASONS.get(order.tag) or order.tag.lower())
-        if closed is not None:
-            self.closed_trades.append(closed)
+        key = self._book(self.orders.strategy_of(order.client_order_id), order.tag, fill)
         strategy = self._fill_listeners.get(key)
         if strategy is not None:
             strategy.on_fill(order, fill)
         if self.bus.has_subscribers(Fill):
             self.bus.publish(fill)
 
+    def _book(self, strategy_id: str, tag: str, fill: Fill) -> tuple[str, str]:
+        """A fill into the portfolio, the strategy's quantity and its trades; returns the key."""
+        self.portfolio.apply_fill(fill)
+        key = (strategy_id, fill.symbol)
+        self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+        builder = self._trade_builders.get(key)
+        if builder is None:
+            multiplier = self.instruments[fill.symbol].multiplier
+            builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
+        closed = builder.add(fill, _EXIT_REASONS.get(tag) or tag.lower())
+        if closed is not None:
+            self.closed_trades.append(closed)
+        return key
+
     def restore_fills(self, booked: Sequence[tuple[Order, Fill]]) -> None:
         """Book fills the store already holds (after a restart) into the portfolio, the strategies'
         positions and their trades — nothing is published, no strategy is called, nothing is sent."""
         for order, fill in booked:
-            self.portfolio.apply_fill(fill)
-            strategy_id = self.orders.strategy_of(order.client_order_id)
-            key = (strategy_id, fill.symbol)
-            self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
-            builder = self._trade_builders.get(key)
-            if builder is None:
-                multiplier = self.instruments[fill.symbol].multiplier
-                builder = self._trade_builders[key] = TradeBuilder(strategy_id, fill.symbol, multiplier)
-            closed = builder.add(fill, _EXIT_REASONS.get(order.tag) or order.tag.lower())
-            if closed is not None:
-                self.closed_trades.append(closed)
+            self._book(self.orders.strategy_of(order.client_order_id), order.tag, fill)
         self.event_log.record(f"restored_fills {len(booked)}")
 
     # -- recovery -------------------------------------------------------------------------------
@@ -408,17 +402,7 @@ class Engine:
         nothing is published, no strategy is called, nothing is sent. Returns how many fills."""
         count = 0
         for stored in fills:
-            fill = stored.fill
-            self.portfolio.apply_fill(fill)
-            key = (stored.strategy, fill.symbol)
-            self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
-            builder = self._trade_builders.get(key)
-            if builder is None:
-                multiplier = self.instruments[fill.symbol].multiplier
-                builder = self._trade_builders[key] = TradeBuilder(stored.strategy, fill.symbol, multiplier)
-            closed = builder.add(fill, _EXIT_REASONS.get(stored.tag) or stored.tag.lower())
-            if closed is not None:
-                self.closed_trades.append(closed)
+            self._book(stored.strategy, stored.tag, stored.fill)
             count += 1
         self.event_log.record(f"restored {count} fills")
         return count
