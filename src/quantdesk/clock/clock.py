@@ -151,22 +151,28 @@ class PacedClock(LiveClock):
     from 09:30 at `speed=60` reaches 10:30 after one real minute.
     """
 
-    def __init__(self, start_ns: int, speed: float = 1.0) -> None:
+    def __init__(self, start_ns: int, speed: float = 1.0, *, running: bool = True) -> None:
+        """`running=False`: the clock reads `start_ns` until `restart` (a node builds and recovers
+        at the session's time, and the market starts moving when the replay does)."""
         super().__init__()
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.start_ns = start_ns
         self.speed = speed
+        self._running = running
         self._origin = time.perf_counter_ns()
 
     def now_ns(self) -> int:
+        if not self._running:
+            return self.start_ns
         return self.start_ns + int((time.perf_counter_ns() - self._origin) * self.speed)
 
     def restart(self, start_ns: int) -> None:
-        """Read `start_ns` now and run on from there (the replay starts when the node is ready,
-        not when the clock was built)."""
-        self.start_ns = start_ns
+        """Run from `start_ns` now — or from the current time if that is later: time never goes back
+        (orders and rate-limit windows already booked at the current time stay in the past)."""
+        self.start_ns = max(start_ns, self.now_ns())
         self._origin = time.perf_counter_ns()
+        self._running = True
 
     def seconds_until(self, ts: int) -> float:
         """Real seconds until this clock reads `ts` (zero or less: already there)."""

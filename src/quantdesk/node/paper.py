@@ -134,7 +134,7 @@ def build(config: NodeConfig) -> NodeParts:
         for symbol, s in series.items()
     }
     first_ts = min(int(s.ts[0]) for s in series.values() if len(s))
-    clock = PacedClock(first_ts, speed=config.speed)
+    clock = PacedClock(first_ts, speed=config.speed, running=False)  # the replay starts it
     exchange = SimulatedExchange(
         instruments,
         cash=config.cash,

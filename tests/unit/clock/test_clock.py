@@ -109,3 +109,16 @@ def test_paced_clock_runs_from_its_start_at_its_speed() -> None:
 def test_paced_clock_refuses_a_speed_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="speed must be positive"):
         PacedClock(0, speed=0)
+
+
+def test_a_paced_clock_built_stopped_waits_for_its_start_and_never_goes_back() -> None:
+    start = 1_704_205_800_000_000_000
+    clock = PacedClock(start, speed=1_000_000.0, running=False)
+    time.sleep(0.002)
+    assert clock.now_ns() == start  # built and recovering: the session has not started moving
+    clock.restart(start + 60_000_000_000)
+    moved = clock.now_ns()
+    assert moved >= start + 60_000_000_000
+    time.sleep(0.002)
+    clock.restart(start)  # asked to go back: it goes on from where it is
+    assert clock.now_ns() >= moved
