@@ -67,6 +67,7 @@ class RecoveryReport:
     missed_fills: list[str] = field(default_factory=list)
     orphans_cancelled: list[str] = field(default_factory=list)
     reprotected: list[str] = field(default_factory=list)
+    closed_unprotected: list[str] = field(default_factory=list)
     position_mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -102,11 +103,34 @@ def recover(engine: Engine, venue: RecoverableVenue, state: StoredState) -> Reco
         orders.alert("orphan", f"cancelled {len(report.orphans_cancelled)} orders unknown to the store")
 
     report.reprotected = orders.reprotect_open_groups()
+    report.closed_unprotected = close_unprotected(engine)
     report.position_mismatches = position_mismatches(engine, venue)
     if report.position_mismatches:
         orders.alert("position_mismatch", "; ".join(report.position_mismatches))
         engine.pause("positions differ from the venue's after recovery", "recovery")
     return report
+
+
+def close_unprotected(engine: Engine) -> list[str]:
+    """Close at market, with an alert, every position whose stop cannot be known after a restart
+    (its plan's signal never reached the store), and cancel such a plan's entry if it still
+    works, when the limits require a stop on every entry: a position nobody can protect is
+    not kept, nor opened."""
+    if engine.pipeline.risk.allow_stopless_entries:
+        return []
+    closed = []
+    for group in engine.orders.open_groups():
+        entry = engine.orders.orders[group.entry_id]
+        if group.stop is None and entry.is_open:
+            engine.orders.cancel(group.entry_id)  # an entry whose stop is unknown must not fill
+            closed.append(f"{group.strategy}/{group.symbol} entry")
+    for strategy, symbol, qty in engine.open_strategy_positions():
+        if engine.orders.stop_for(strategy, symbol) is None:
+            engine.orders.exit(strategy, symbol, qty, "stop unknown after a restart")
+            closed.append(f"{strategy}/{symbol}")
+    if closed:
+        engine.orders.alert("bracket_unknown", f"closed at market, stop unknown after a restart: {closed}")
+    return closed
 
 
 def position_mismatches(engine: Engine, venue: RecoverableVenue) -> list[str]:

@@ -113,6 +113,15 @@ def snapshot(parts: NodeParts) -> dict[str, Any]:
         "submitted": list(getattr(venue, "submitted", [])),
         "fills": [list(f) for f in getattr(venue, "fills", [])],
         "recovery": None if parts.recovery is None else asdict(parts.recovery),
+        # Symbols held with neither a working stop nor a working exit (naked positions).
+        "naked": sorted(
+            p.symbol
+            for p in engine.portfolio.open_positions()
+            if p.qty != 0
+            and not any(
+                o.symbol == p.symbol and o.tag in ("STOP", "EXIT") for o in engine.orders.working_orders()
+            )
+        ),
         "paused": engine.state.paused,
     }
 

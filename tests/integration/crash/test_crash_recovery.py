@@ -55,6 +55,8 @@ def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_f
     assert report["position_mismatches"] == []
     # Right after recovery the node and the venue agree on positions and open orders.
     assert numbers(start["engine_positions"]) == numbers(start["venue_positions"])
+    # Every position is protected again, or being closed (its stop was never stored): none naked.
+    assert start["naked"] == []
     assert start["engine_working"] == start["venue_open"]
     # No client order id ever reached the venue twice, across the crash and the restart.
     repeats = [cid for cid, n in Counter(final["submitted"]).items() if n > 1]
