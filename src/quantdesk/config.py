@@ -16,6 +16,9 @@ default::
     trade_limit = 3
     lookback_minutes = 60
     stop_duration_minutes = 30
+    [recovery]
+    orphan_policy = "cancel"    # or "adopt": orders at the venue nobody here placed
+    confirmations = 2
 
 `sha256()` hashes the effective configuration (defaults included), so every
 decision can say exactly which limits it was made under.
@@ -32,18 +35,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quantdesk.errors import ConfigError
+from quantdesk.execution.recovery import RecoveryConfig
 from quantdesk.ranking import RankingConfig
 from quantdesk.risk.config import RiskConfig
 
 
 class TradingConfig(BaseModel):
-    """Everything that shapes trading decisions: risk limits and sizing, ranking, protections."""
+    """Everything that shapes trading decisions: risk limits and sizing, ranking, protections,
+    and what recovery does with what it finds at the venue."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     risk: RiskConfig = Field(default_factory=RiskConfig)
     ranking: RankingConfig | None = None
     protections: tuple[dict[str, Any], ...] = ()
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
 
     def sha256(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -26,9 +26,9 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
-from quantdesk.engine.recovery import RecoveryReport, reconcile, recover
 from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
+from quantdesk.execution.recovery import Reconciler, RecoveryReport
 from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
@@ -38,7 +38,7 @@ from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
 from quantdesk.service.redis_events import RedisEventPublisher
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
-from quantdesk.store.recovery import load_state, stored_client_ids
+from quantdesk.store.recovery import load_stored_state, stored_client_ids, stored_pause
 from quantdesk.store.writer import StoreWriter
 from quantdesk.strategies import get_strategy
 from quantdesk.telemetry import (
@@ -88,6 +88,7 @@ class NodeParts:
     token: str
     redis: RedisEventPublisher | None
     recovery: RecoveryReport | None
+    reconciler: Reconciler
     throttler: Throttler
 
 
@@ -199,16 +200,17 @@ def build(config: NodeConfig) -> NodeParts:
         engine.add_strategy(strategy_class(symbol, **config.params))
     writer.attach(engine)
     recovery = None
+    # Its alerts join the order manager's: the event log, the metrics and the operator's channels.
+    reconciler = Reconciler(venue, engine, trading.recovery, on_alert=engine.orders.alert)
     if isinstance(venue, PersistentExchange) and venue.restored:
         # The same account as before the restart: take back what the store knew, reconcile.
-        known = venue
-        state = load_state(
-            session_factory(db),
-            known_to_venue=lambda cid: known.query_order(cid) is not None,
-            since_ts=venue.created_ts,
-        )
-        recovery = recover(engine, venue, state)
-        log.info("recovered", **asdict(recovery))
+        stored = load_stored_state(session_factory(db), since_ts=venue.created_ts)
+        engine.restore(stored.fills)
+        paused = stored_pause(session_factory(db))
+        if paused is not None:
+            engine.pause(f"restored: {paused}", "recovery")  # a kill switch outlives a crash
+        recovery = reconciler.recover(stored)
+        log.info("recovered", **recovery.to_dict())
     else:
         # A new paper account: nothing of the store's belongs to it but the ids already spent.
         engine.orders.ids.preload(stored_client_ids(session_factory(db)))
@@ -256,6 +258,7 @@ def build(config: NodeConfig) -> NodeParts:
         token,
         publisher,
         recovery,
+        reconciler,
         throttler,
     )
     holder.append(parts)
@@ -278,7 +281,7 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
         "alerts": asdict(alerts),
         "redis": None if parts.redis is None else asdict(parts.redis.stats()),
         "store_url": safe_url(parts.db_url),
-        "recovery": None if parts.recovery is None else asdict(parts.recovery),
+        "recovery": None if parts.recovery is None else parts.recovery.to_dict(),
     }
 
 
@@ -420,7 +423,7 @@ class PaperNode:
             parts.engine.orders.resolve_unknown()
             if monotonic_ns() >= next_check:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
-                found = reconcile(parts.engine, parts.venue)
+                found = parts.reconciler.reconcile()
                 self.reconciliations += 1
                 waits = parts.throttler.stats().waits
                 if waits - waits_before >= SUSTAINED_THROTTLE_WAITS:
@@ -429,13 +432,8 @@ class PaperNode:
                         f"{self.config.reconcile_interval_s:g} s"
                     )
                 waits_before = waits
-                if (
-                    found.orphans_cancelled
-                    or found.shadows
-                    or found.missed_fills
-                    or found.position_mismatches
-                ):
-                    log.warning("reconciliation", **asdict(found))
+                if not found.in_sync:
+                    log.warning("reconciliation", **found.to_dict())
             await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
 
     async def _shutdown(self, parts: NodeParts) -> None:

@@ -1,27 +1,19 @@
-"""What the store knows that a restarted node needs: every id it wrote, its open orders, plans and fills."""
+"""What a restarted node needs from the store: every id it wrote, open orders, plans, fills, pause."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from quantdesk.engine.recovery import StoredOrder, StoredPlan, StoredState
 from quantdesk.execution.client_ids import Leg
-from quantdesk.execution.recovery import StoredBracket, StoredFill, StoredPosition
-from quantdesk.execution.recovery import StoredOrder as RecoveryOrder
-from quantdesk.execution.recovery import StoredState as RecoveryState
-from quantdesk.model import Fill, Order, OrderStatus
+from quantdesk.execution.recovery import StoredBracket, StoredFill, StoredOrder, StoredPosition, StoredState
+from quantdesk.model import Fill, OrderStatus
 from quantdesk.store.models import AuditLogRow, DecisionRow, FillRow, OrderRow, PositionRow, SignalRow
 
 _NOTHING = Decimal(0)
 _PAUSING = {"pause", "kill_switch"}
-
-
-# -- the state `quantdesk.execution.recovery.Reconciler.recover` takes --------------------------------
-
 _IN_FLIGHT = sorted(
     status
     for status in OrderStatus
@@ -30,7 +22,7 @@ _IN_FLIGHT = sorted(
 _CHUNK = 500  # an IN list well under SQLite's and psycopg's parameter limits
 
 
-def load_stored_state(sessions: sessionmaker[Session], *, since_ts: int | None = None) -> RecoveryState:
+def load_stored_state(sessions: sessionmaker[Session], *, since_ts: int | None = None) -> StoredState:
     """Everything the reconciler needs from the store, as plain values (reads only).
 
     - every client order id ever written (reserved: none is sent again);
@@ -129,7 +121,7 @@ def load_stored_state(sessions: sessionmaker[Session], *, since_ts: int | None =
             for plan_id, stop, targets in session.execute(planned):
                 if plan_id is not None:
                     brackets[plan_id] = StoredBracket(stop, tuple(Decimal(t) for t in targets or ()))
-        return RecoveryState(
+        return StoredState(
             client_order_ids=client_ids,
             orders=tuple(_stored_order(row, sums.get(row.client_order_id)) for row in rows),
             fills=tuple(fills),
@@ -138,9 +130,9 @@ def load_stored_state(sessions: sessionmaker[Session], *, since_ts: int | None =
         )
 
 
-def _stored_order(row: OrderRow, filled: tuple[Decimal, Decimal, Decimal] | None) -> RecoveryOrder:
+def _stored_order(row: OrderRow, filled: tuple[Decimal, Decimal, Decimal] | None) -> StoredOrder:
     qty, value, fees = filled or (_NOTHING, _NOTHING, _NOTHING)
-    return RecoveryOrder(
+    return StoredOrder(
         client_order_id=row.client_order_id,
         strategy=row.strategy,
         plan_id=row.oco_group or "",
@@ -163,96 +155,19 @@ def _stored_order(row: OrderRow, filled: tuple[Decimal, Decimal, Decimal] | None
     )
 
 
-# -- the state `quantdesk.engine.recovery.recover` takes (what the paper node runs) ------------------
-
-
-def load_state(
-    sessions: sessionmaker[Session],
-    *,
-    known_to_venue: Callable[[str], bool],
-    since_ts: int | None = None,
-) -> StoredState:
-    """Read what recovery needs. An order is restored if the venue knows it, or if it may still be
-    in flight (not terminal) and was created since `since_ts` (the venue account's start): an
-    order of an earlier, unrelated account is never touched, let alone re-sent."""
+def stored_pause(sessions: sessionmaker[Session]) -> str | None:
+    """Why new entries were paused when the node went down, or None: a pause or a kill switch
+    outlives a crash (the last pause, kill switch or resume in the audit log decides)."""
     with sessions() as session:
-        rows = session.scalars(select(OrderRow).order_by(OrderRow.id)).all()
-        all_ids = frozenset(row.client_order_id for row in rows)
-        chosen = [
-            row
-            for row in rows
-            if known_to_venue(row.client_order_id)
-            or (not row.status.is_terminal and (since_ts is None or row.ts_created >= since_ts))
-        ]
-        plan_ids = {row.oco_group for row in chosen if row.oco_group}
-        plans: dict[str, StoredPlan] = {}
-        if plan_ids:
-            query = (
-                select(DecisionRow.client_plan_id, SignalRow.stop, SignalRow.targets)
-                .join(SignalRow, DecisionRow.signal_id == SignalRow.id)
-                .where(DecisionRow.client_plan_id.in_(sorted(plan_ids)))
-            )
-            for plan_id, stop, targets in session.execute(query):
-                if plan_id is not None:
-                    plans[plan_id] = StoredPlan(stop, tuple(Decimal(t) for t in targets or ()))
-        by_row = {row.id: row for row in chosen}
-        fills = [
-            _fill(fill_row, by_row[fill_row.order_id])
-            for fill_row in session.scalars(
-                select(FillRow).where(FillRow.order_id.in_(list(by_row))).order_by(FillRow.ts, FillRow.id)
-            )
-        ]
         last = session.scalars(
             select(AuditLogRow)
             .where(AuditLogRow.action.in_([*_PAUSING, "resume"]))
             .order_by(AuditLogRow.ts.desc(), AuditLogRow.id.desc())
             .limit(1)
         ).first()
-        paused = f"{last.action} by {last.actor}: {last.reason}" if last and last.action in _PAUSING else None
-        return StoredState(
-            orders=[StoredOrder(_order(row), row.strategy, row.oco_group or "") for row in chosen],
-            plans=plans,
-            fills=fills,
-            client_ids=all_ids,
-            paused_reason=paused,
-        )
-
-
-def _order(row: OrderRow) -> Order:
-    return Order(
-        client_order_id=row.client_order_id,
-        symbol=row.symbol,
-        side=row.side,
-        order_type=row.order_type,
-        qty=row.qty,
-        price=row.price,
-        stop_price=row.stop_price,
-        time_in_force=row.time_in_force,
-        tag=row.leg.value if row.leg is not None else "",
-        ts_created=row.ts_created,
-        status=row.status,
-        venue_order_id=row.broker_order_id or "",
-        filled_qty=row.filled_qty,
-        avg_fill_price=row.avg_fill_price,
-        fees=row.fees,
-        reason=row.reason,
-        ts_last=row.ts_updated,
-    )
-
-
-def _fill(row: FillRow, order: OrderRow) -> Fill:
-    return Fill(
-        execution_id=row.execution_id,
-        client_order_id=order.client_order_id,
-        venue_order_id=order.broker_order_id or "",
-        symbol=order.symbol,
-        side=order.side,
-        qty=row.qty,
-        price=row.price,
-        fee=row.fee,
-        ts_event=row.ts,
-        ts_init=row.ts_init,
-    )
+    if last is None or last.action not in _PAUSING:
+        return None
+    return f"{last.action} by {last.actor}: {last.reason}"
 
 
 def stored_client_ids(sessions: sessionmaker[Session]) -> frozenset[str]:

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import sys
-from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,7 +111,7 @@ def snapshot(parts: NodeParts) -> dict[str, Any]:
         "venue_open": sorted(o.client_order_id for o in venue.open_orders()),
         "submitted": list(getattr(venue, "submitted", [])),
         "fills": [list(f) for f in getattr(venue, "fills", [])],
-        "recovery": None if parts.recovery is None else asdict(parts.recovery),
+        "recovery": None if parts.recovery is None else parts.recovery.to_dict(),
         # Symbols held with neither a working stop nor a working exit (naked positions).
         "naked": sorted(
             p.symbol
@@ -141,6 +140,7 @@ def main() -> None:
         venue_state=work / "venue.pickle",
         config_file=str(work / "risk.toml"),
         exit_at_end=True,
+        port=0,  # any free port: a fixed one collides with a node running beside the suite
     )
 
     def on_built(parts: NodeParts) -> None:

@@ -49,7 +49,8 @@ def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_f
     # Recovery had work to do: orders in doubt settled at the venue, fills it missed applied.
     report = start["recovery"]
     assert report is not None and report["restored_orders"] >= 1
-    assert report["settled"] >= 1  # orders in doubt looked up and settled at the venue
+    # Orders in doubt looked up at the venue and settled: taken with its state, or never sent.
+    assert len(report["adopted"]) + len(report["never_sent"]) + len(report["shadows"]) >= 1
     if "fill" in point:
         assert report["missed_fills"]  # executions made while the node was dead, now booked
     assert report["position_mismatches"] == []

@@ -16,7 +16,8 @@ from quantdesk.execution.recovery import StoredState
 from quantdesk.model import Order, OrderStatus
 from quantdesk.risk.messages import Mode
 from quantdesk.store import FillRow, OrderRow
-from quantdesk.store.recovery import load_stored_state
+from quantdesk.store.models import AuditLogRow
+from quantdesk.store.recovery import load_stored_state, stored_pause
 from quantdesk.store.writer import StoreWriter
 from recovery_kit import Bracket, Desk, make_desk, nth, wave
 
@@ -163,3 +164,17 @@ def test_a_store_that_outlived_its_venue_account_is_not_brought_back(sessions: s
     assert report is not None and report.restored_orders == 0 and report.in_sync
     assert desk.engine is not None and desk.engine.portfolio.account.cash == Decimal(1_000_000)
     assert all(cid in desk.engine.orders.ids for cid in old.venue.submitted)
+
+
+def test_a_pause_or_kill_switch_in_force_at_the_crash_is_found_again(sessions: sessionmaker[Session]) -> None:
+    assert stored_pause(sessions) is None  # nothing ever paused
+    audit = [
+        AuditLogRow(ts=T0, actor="alice", action="pause", reason="news"),
+        AuditLogRow(ts=T0 + MINUTE, actor="alice", action="resume", reason=""),
+    ]
+    with sessions.begin() as session:
+        session.add_all(audit)
+    assert stored_pause(sessions) is None  # resumed before the crash
+    with sessions.begin() as session:
+        session.add(AuditLogRow(ts=T0 + 2 * MINUTE, actor="bob", action="kill_switch", reason="runaway"))
+    assert stored_pause(sessions) == "kill_switch by bob: runaway"

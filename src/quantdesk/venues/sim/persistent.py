@@ -45,12 +45,16 @@ class PersistentExchange:
         self.submitted: list[str] = []
         self.fills: list[tuple[str, str, str, str]] = []
         self.last_ts: int | None = None
-        # When this account's first change happened (venue clock): older store rows are not its own.
+        # When this account was opened (venue clock): older store rows are not its own.
         self.created_ts: int | None = None
         self._events: deque[OrderEvent] = deque()
         self._listener: VenueListener | None = None
         self._delivering = False
         self.restored = self._load()
+        if self.created_ts is None:
+            # Opened now, before anything is sent: an order stamped a moment before the first
+            # save must still count as this account's.
+            self.created_ts = exchange.clock_ns()
         exchange.connect(self)
 
     # -- the Venue interface --------------------------------------------------------------------
