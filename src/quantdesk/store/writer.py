@@ -303,6 +303,8 @@ class StoreWriter:
         self._carry: list[Record] = []
         self._signal_rows: dict[int, tuple[Signal, int]] = {}
         self._plan_rows: dict[str, tuple[int, bool]] = {}
+        # Plans decided but not yet written: their entry's outbox write brings them first.
+        self._unwritten_plans: set[str] = set()
         self._order_rows: dict[str, _OrderRef] = {}
         self._positions: dict[tuple[str, str], tuple[Position, int]] = {}
         self._verify = False
@@ -363,6 +365,8 @@ class StoreWriter:
         self._append((_SIGNAL, signal))
 
     def _on_decision(self, record: DecisionRecord) -> None:
+        if record.approved and record.plan_id:
+            self._unwritten_plans.add(record.plan_id)
         self._append((_DECISION, record))
 
     def _on_refused(self, refused: SignalBlocked) -> None:
@@ -406,8 +410,14 @@ class StoreWriter:
         Raises `StoreWriteFailed` when the store cannot take it (at once while degraded):
         the caller must not send the order. Tags in `send_when_down` are buffered instead.
         A client id already in the store raises `DuplicateClientId`.
+
+        An entry whose signal and decision are still buffered has them written first: after
+        a crash, the plan's stop and targets must be in the store with the order, or
+        recovery could not protect its fill.
         """
         is_exit = order.tag == _EXIT
+        if plan_id in self._unwritten_plans and not self._degraded:
+            self.flush()
         decision = self._plan_rows.get(plan_id)
         decision_id = decision[0] if decision is not None and decision[1] and not is_exit else None
         error: BaseException | None = None
@@ -635,6 +645,7 @@ class _Staged:
         for key in self.decided:
             w._signal_rows.pop(key, None)
         w._plan_rows.update(self.plan_rows)
+        w._unwritten_plans.difference_update(self.plan_rows)
         w._order_rows.update(self.order_rows)
         w._positions.update(self.positions)
         w._mode = self.mode

@@ -262,6 +262,7 @@ class OutboxVenue:
     ) -> None:
         self.inner, self.writer, self.orders, self.check = inner, writer, orders, check
         self.seen_at_the_door: dict[str, OrderStatus | None] = {}
+        self.stop_at_the_door: dict[str, Decimal | None] = {}
 
     @property
     def capabilities(self) -> VenueCapabilities:
@@ -281,6 +282,13 @@ class OutboxVenue:
         with self.check() as session:
             query = select(OrderRow.status).where(OrderRow.client_order_id == order.client_order_id)
             self.seen_at_the_door[order.client_order_id] = session.scalar(query)
+            chain = (
+                select(SignalRow.stop)
+                .join(DecisionRow, DecisionRow.signal_id == SignalRow.id)
+                .join(OrderRow, OrderRow.decision_id == DecisionRow.id)
+                .where(OrderRow.client_order_id == order.client_order_id)
+            )
+            self.stop_at_the_door[order.client_order_id] = session.scalar(chain)
         self.inner.submit_order(order)
 
 
@@ -302,6 +310,26 @@ def test_every_order_row_is_committed_as_pending_submit_before_the_venue_sees_it
     with sessions() as session:
         entries = session.scalars(select(OrderRow).where(OrderRow.leg == "ENTRY")).all()
         assert entries and all(row.decision_id is not None for row in entries)
+
+
+def test_an_entry_reaches_the_venue_only_with_its_signal_and_decision_in_the_store(
+    db_url: str, sessions: sessionmaker[Session], open_store: Callable[..., sessionmaker[Session]]
+) -> None:
+    """No batch flush during the run: what the store holds at the door is what a crash would leave.
+    Without the plan's stop in the store, recovery could not protect the entry's fill."""
+    desk = _desk(sessions, batch_size=10_000)
+    outbox = OutboxVenue(desk.rig.venue, desk.writer, desk.rig.engine.orders, open_store(db_url))
+    desk.rig.engine.orders._venue = outbox
+    desk.run(0, 60)
+    entries = [o for o in desk.rig.engine.orders.orders.values() if o.tag == "ENTRY"]
+    assert len(entries) > 5
+    stops = {round(Decimal(s.stop), 6) for s in desk.signals if s.stop is not None}
+    for entry in entries:
+        stop = outbox.stop_at_the_door[entry.client_order_id]  # entry -> decision -> signal
+        assert stop is not None and round(stop, 6) in stops
+    # The batches later find those rows written and do not write them again.
+    desk.writer.flush()
+    _assert_store_matches_engine(desk, sessions)
 
 
 def _order(client_order_id: str, tag: str = "ENTRY") -> Order:
