@@ -186,6 +186,15 @@ def test_max_drawdown_starts_the_window_from_the_balance_after_earlier_trades() 
     assert drawdown(0.0999).check(None, at(30), [], trades) is not None
 
 
+def test_max_drawdown_counts_trades_closed_at_the_same_instant_as_one_balance_change() -> None:
+    # A loss and a gain closed together: listed either way round, no dip is seen between them.
+    loss_first = [trade(10, pnl="-1000"), trade(10, pnl="1200")]
+    gain_first = list(reversed(loss_first))
+
+    for trades in (loss_first, gain_first):
+        assert drawdown(0.05).check(None, at(30), [], trades) is None
+
+
 def test_max_drawdown_needs_trade_limit_trades_in_the_lookback() -> None:
     trades = [trade(-40, pnl="-3000"), trade(10, pnl="-3000")]
 

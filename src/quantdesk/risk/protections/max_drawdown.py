@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, PositiveInt, model_validator
 
@@ -66,10 +67,10 @@ class MaxDrawdown(Protection[MaxDrawdownConfig]):
         if config.calculation_mode == "equity":
             # The trades closed before the window, summed as they left it.
             start = (config.starting_balance or Decimal(0)) + lookback.pnl_before
-            drawdown = relative_drawdown(start, [t.pnl for t in window])
+            drawdown = relative_drawdown(start, _per_instant(window, lambda t: t.pnl, _sum_exact))
             exceeded = drawdown > Decimal(str(config.max_allowed_drawdown))
         else:
-            drawdown = ratio_drawdown([t.return_pct for t in window])
+            drawdown = ratio_drawdown(_per_instant(window, lambda t: t.return_pct, math.fsum))
             exceeded = drawdown > config.max_allowed_drawdown
         if not exceeded:
             return None
@@ -78,6 +79,32 @@ class MaxDrawdown(Protection[MaxDrawdownConfig]):
             f"locking for {config.stop_duration_text}"
         )
         return self._lock(window[-1].exit_time or 0, reason, None, None)
+
+
+T = TypeVar("T", Decimal, float)
+
+
+def _per_instant(
+    window: Sequence[TradeView], value: Callable[[TradeView], T], total: Callable[[list[T]], T]
+) -> list[T]:
+    """One balance change per exit time: trades closed at the same instant move the balance at
+    once, so the drawdown does not depend on the order ties happen to be listed in."""
+    steps: list[T] = []
+    pending: list[T] = []
+    last: int | None = None
+    for trade in window:
+        if trade.exit_time != last and pending:
+            steps.append(total(pending))
+            pending = []
+        last = trade.exit_time
+        pending.append(value(trade))
+    if pending:
+        steps.append(total(pending))
+    return steps
+
+
+def _sum_exact(values: list[Decimal]) -> Decimal:
+    return sum(values, Decimal(0))
 
 
 def relative_drawdown(start: Decimal, pnls: Sequence[Decimal]) -> Decimal:
