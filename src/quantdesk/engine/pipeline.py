@@ -160,7 +160,7 @@ class TradingPipeline:
             self._decide(signal)
 
     def _decide(self, signal: Signal) -> None:
-        state = self._risk_state(signal.ts)
+        state = self.risk_state(signal.ts)
         reference = self._reference_price(signal)
         lock = self._lock(signal)
         if lock is not None:
@@ -252,7 +252,17 @@ class TradingPipeline:
             signal.symbol, signal.ts, (), closed, side="LONG" if signal.side.sign > 0 else "SHORT"
         )
 
-    def _risk_state(self, now: int) -> RiskState:
+    def begin_day(self, day: int, equity: Decimal) -> None:
+        """Start session `day` at `equity`; what is realised from here on counts as today's.
+
+        The engine calls it while restoring fills after a restart, before each day's first
+        one, so a crash mid-session does not wipe the day's losses from the daily-loss cap."""
+        portfolio = self._engine.portfolio
+        self._day, self._day_equity = day, equity
+        self._day_realized = portfolio.realized_pnl - portfolio.account.fees_paid
+
+    def risk_state(self, now: int) -> RiskState:
+        """What the gate sees at `now`: equity, the day's start and P&L, open positions, pause."""
         engine = self._engine
         portfolio = engine.portfolio
         instruments = engine.instruments

@@ -216,6 +216,8 @@ def test_an_orphan_found_while_running_reaches_the_alert_urls(tmp_path: Path) ->
         found = parts.reconciler.reconcile()  # seen twice: acted on
         assert found.orphans_cancelled == ("stranger-1",)
         posts = receiver.wait_for(1)
-        assert any("orphan order(s) at the venue: cancelled stranger-1" in post.get("message", "") for post in posts)
+        assert any(
+            "orphan order(s) at the venue: cancelled stranger-1" in post.get("message", "") for post in posts
+        )
         parts.alerter.close(5.0)
         parts.writer.stop()

@@ -581,3 +581,23 @@ def _exit_signal(desk: Desk) -> ExitSignal:
 def _mem(desk: Desk) -> MemoryStore:
     assert isinstance(desk.store, MemoryStore)
     return desk.store
+
+
+def test_a_restart_mid_session_keeps_the_days_start_and_its_losses_for_the_daily_cap() -> None:
+    desk = make_desk(MemoryStore())
+    desk.boot(recover=False)
+    assert desk.feed(*(wave(i) for i in range(60)))
+    desk.store.flush()
+    old = desk.engine
+    assert old is not None and old.closed_trades
+    before = old.pipeline.risk_state(desk.now)
+    assert before.realized_pnl_today != 0  # the day has made or lost money: something to keep
+    fills = desk.store.state().fills
+    desk.crash()
+    desk.boot(recover=False)
+    new = desk.engine
+    assert new is not None
+    new.restore(fills)
+    after = new.pipeline.risk_state(desk.now)
+    assert after.start_of_day_equity == before.start_of_day_equity
+    assert after.realized_pnl_today == before.realized_pnl_today
