@@ -7,7 +7,7 @@ given to it differ. It is synchronous and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +18,7 @@ from quantdesk.clock import Clock, TimeEvent, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
-from quantdesk.execution.order_manager import AlertHandler, BeforeSend
+from quantdesk.execution.order_manager import AlertHandler, BeforeSend, ExitPolicy
 from quantdesk.execution.recovery import StoredFill
 from quantdesk.execution.throttle import Throttler
 from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
@@ -124,6 +124,9 @@ class Engine:
             on_alert=on_alert,
             throttler=throttler,
         )
+        # Symbols with a target held by the order manager (STOP_RESTING only): a live view, empty
+        # in every other case, so market data pays one truth test for it.
+        self._held_targets = self.orders.held_targets
         self.pipeline = TradingPipeline(self, self.config.pipeline, calendar)
         self._strategies: list[Strategy] = []
         self._bar_handlers: dict[str, list[Callable[[Bar], None]]] = {}
@@ -193,6 +196,8 @@ class Engine:
 
     def on_bar(self, bar: Bar) -> None:
         self.last_bar[bar.symbol] = bar
+        if self._held_targets and bar.symbol in self._held_targets:
+            self.orders.on_price(bar.symbol, bar.high, bar.low, bar.ts_event)
         if self._publish_bars:
             self.bus.publish(bar)
         handlers = self._bar_handlers.get(bar.symbol)
@@ -206,7 +211,7 @@ class Engine:
         Valid until strategies or bus subscriptions change (the feed asks after `start`).
         """
         handlers = self._bar_handlers.get(symbol, [])
-        if self._publish_bars or len(handlers) > 1:
+        if self._publish_bars or len(handlers) > 1 or self.orders.exit_policy is ExitPolicy.STOP_RESTING:
             return self.on_bar
         last_bar = self.last_bar
         if not handlers:
@@ -231,15 +236,20 @@ class Engine:
         Valid until strategies or bus subscriptions change (the feed asks after `start`).
         """
         handlers = self._bar_handlers.get(symbol, [])
-        if self._publish_bars or len(handlers) != 1:
+        if self._publish_bars or len(handlers) != 1 or self.orders.exit_policy is ExitPolicy.STOP_RESTING:
             return None
         return handlers[0]
 
     def on_tick(self, tick: Tick) -> None:
+        if self._held_targets and tick.symbol in self._held_targets:
+            self.orders.on_price(tick.symbol, tick.price, tick.price, tick.ts_event)
         for handler in self._tick_handlers.get(tick.symbol, ()):
             handler(tick)
 
     def on_quote(self, quote: Quote) -> None:
+        if self._held_targets and quote.symbol in self._held_targets:
+            # A long's target is a sale (touched at the bid), a short's a purchase (at the ask).
+            self.orders.on_price(quote.symbol, quote.bid, quote.ask, quote.ts_event)
         for handler in self._quote_handlers.get(quote.symbol, ()):
             handler(quote)
 
@@ -385,13 +395,6 @@ class Engine:
             self.closed_trades.append(closed)
         return key
 
-    def restore_fills(self, booked: Sequence[tuple[Order, Fill]]) -> None:
-        """Book fills the store already holds (after a restart) into the portfolio, the strategies'
-        positions and their trades — nothing is published, no strategy is called, nothing is sent."""
-        for order, fill in booked:
-            self._book(self.orders.strategy_of(order.client_order_id), order.tag, fill)
-        self.event_log.record(f"restored_fills {len(booked)}")
-
     # -- recovery -------------------------------------------------------------------------------
 
     def restore(self, fills: Iterable[StoredFill]) -> int:
@@ -399,10 +402,22 @@ class Engine:
         quantity, and its trades (open ones go on, closed ones count for the protections).
 
         For an engine built fresh after a restart, before `Reconciler.recover` and `start`:
-        nothing is published, no strategy is called, nothing is sent. Returns how many fills."""
+        nothing is published, no strategy is called, nothing is sent. Returns how many fills.
+
+        Each session day begins, for the daily-loss cap, at the equity before its first fill
+        (positions marked at their last fill price): a restart mid-session keeps the day's
+        losses counted."""
         count = 0
+        day = -1
+        last_price: dict[str, Decimal] = {}
         for stored in fills:
-            self._book(stored.strategy, stored.tag, stored.fill)
+            fill = stored.fill
+            fill_day = self.session_key(fill.ts_event)
+            if fill_day != day:
+                day = fill_day
+                self.pipeline.begin_day(day, self.portfolio.equity(last_price))
+            self._book(stored.strategy, stored.tag, fill)
+            last_price[fill.symbol] = fill.price
             count += 1
         self.event_log.record(f"restored {count} fills")
         return count

@@ -6,9 +6,13 @@ every entry fill (full or partial) the children are sized to what is filled; a
 target fill shrinks the stop to what remains (and may move it to break-even);
 when the position is closed by any child the siblings are cancelled; a refused
 stop closes the position at market; if two children fill in a race and the
-position overshoots, the overfill is bought or sold back at market. Nothing
-outlives its group. Every order id is issued once by the `ClientIdRegistry` and
-never submitted twice: a replaced child gets a new attempt number.
+position overshoots, the overfill is bought or sold back at market; a closing
+market order that ends unfilled is sent again (a bounded number of times, then
+the stop goes back on); a fill reported after its order's cancel is booked and,
+its group closed, closed at market. Under STOP_RESTING only the stop rests and
+targets are released when market data touches them. Nothing outlives its group.
+Every order id is issued once by the `ClientIdRegistry` and never submitted twice:
+a replaced child gets a new attempt number.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from quantdesk.model import (
 from quantdesk.venues.base import Venue, VenueOrderState
 
 _ZERO = Decimal(0)
+# A closed group's market close is retried this often; then the protective stop goes back on.
+MAX_EXIT_ATTEMPTS = 3
 
 
 class ExitPolicy(StrEnum):
@@ -82,6 +88,10 @@ class OcoGroup(msgspec.Struct, eq=False):
     tp_ids: list[str | None] = msgspec.field(default_factory=lambda: [None, None])
     exit_ids: list[str] = msgspec.field(default_factory=list)
     closed: bool = False
+    # STOP_RESTING: a held target the price touched, waiting for the stop to shrink before it goes.
+    releasing: list[bool] = msgspec.field(default_factory=lambda: [False, False])
+    # Closing exits of the group that ended unfilled (refused, expired, cancelled by the venue).
+    exit_failures: int = 0
 
     @property
     def open_qty(self) -> Decimal:
@@ -98,27 +108,6 @@ class OcoGroup(msgspec.Struct, eq=False):
 FillHandler = Callable[[Order, Fill], None]
 OrderHandler = Callable[[Order], None]
 AlertHandler = Callable[[str, str], None]
-
-
-class StoredOrderLike(Protocol):
-    """An order as the store last saw it (see `quantdesk.engine.recovery.StoredOrder`)."""
-
-    @property
-    def order(self) -> Order: ...
-
-    @property
-    def strategy(self) -> str: ...
-
-    @property
-    def plan_id(self) -> str: ...
-
-
-class StoredPlanLike(Protocol):
-    @property
-    def stop(self) -> Decimal | None: ...
-
-    @property
-    def targets(self) -> tuple[Decimal, ...]: ...
 
 
 class BeforeSend(Protocol):
@@ -176,6 +165,13 @@ class OrderManager:
         self._working: dict[str, Order] = {}
         self._cancel_requested: set[str] = set()
         self.alerts: list[tuple[str, str]] = []
+        # STOP_RESTING: groups holding a target not yet released, by symbol. Empty otherwise, so
+        # the engine's per-bar check of it costs one truth test.
+        self._held: dict[str, list[OcoGroup]] = {}
+        # A strategy exit's share of each group it took over, given back if the exit is refused.
+        self._exit_shares: dict[str, list[tuple[OcoGroup, Decimal]]] = {}
+        # How many times a strategy exit (no group) has been sent again after a refusal.
+        self._exit_attempts: dict[str, int] = {}
         self._handlers: dict[type, Callable[[Order, Any], None]] = {
             OrderAccepted: self._on_accepted,
             OrderTriggered: self._on_triggered,
@@ -260,6 +256,7 @@ class OrderManager:
         self, strategy: str, symbol: str, groups: list[OcoGroup], position_qty: Decimal, reason: str
     ) -> Order | None:
         plan_id = groups[-1].plan_id if groups else ""
+        shares: list[tuple[OcoGroup, Decimal]] = []
         for group in groups:
             group.closed = True
             for client_order_id in group.member_ids():
@@ -268,7 +265,10 @@ class OrderManager:
             # The order below closes what the group holds beyond its own working exits; a late
             # fill of the entry or of a child then shows up against this share, not twice.
             closes, buybacks = self._pending_exits(group)
-            group.flattened += group.open_qty - closes + buybacks
+            share = group.open_qty - closes + buybacks
+            group.flattened += share
+            if share > 0:
+                shares.append((group, share))
         pending = sum(
             (
                 o.leaves_qty * (1 if o.side is Side.BUY else -1)
@@ -295,6 +295,10 @@ class OrderManager:
             leg=Leg.EXIT,
             reason=reason,
         )
+        # Only groups this order closes (same closing side) can take a share back.
+        shares = [(group, share) for group, share in shares if group.side.opposite is side]
+        if shares:
+            self._exit_shares[order.client_order_id] = shares
         self._submit(order)
         return order
 
@@ -361,121 +365,6 @@ class OrderManager:
                 return group.stop
         return None
 
-    # -- reconciliation -------------------------------------------------------------------------
-
-    def restore(
-        self,
-        stored: Sequence[StoredOrderLike],
-        plans: Mapping[str, StoredPlanLike],
-        fills: Sequence[Fill],
-        client_ids: Iterable[str],
-    ) -> list[tuple[Order, Fill]]:
-        """Put back what the store knew after a restart, without sending anything.
-
-        Every id ever issued is reserved (never sent again); orders that may still
-        work come back as UNKNOWN for `resolve_unknown` to settle at the venue; OCO
-        groups are rebuilt from their plan (stop, targets) and the fills already
-        booked. Returns the booked fills with their orders, for the portfolio.
-        """
-        self.ids.preload(client_ids)
-        for item in stored:
-            order = item.order
-            cid = order.client_order_id
-            if not order.is_terminal:
-                order = msgspec.structs.replace(order, status=OrderStatus.UNKNOWN)
-            self.orders[cid] = order
-            self._strategy_of[cid] = item.strategy
-            if not order.is_terminal:
-                self._working[cid] = order
-            if item.plan_id:
-                self._last_plan[(item.strategy, order.symbol)] = item.plan_id
-        groups: dict[str, OcoGroup] = {}
-        for item in stored:
-            order = self.orders[item.order.client_order_id]
-            if order.tag == Leg.ENTRY.value and item.plan_id:
-                plan = plans.get(item.plan_id)
-                instrument = self._instruments[order.symbol]
-                groups[item.plan_id] = OcoGroup(
-                    plan_id=item.plan_id,
-                    strategy=item.strategy,
-                    symbol=order.symbol,
-                    side=order.side,
-                    entry_id=order.client_order_id,
-                    stop=instrument.price(plan.stop) if plan and plan.stop is not None else None,
-                    targets=tuple(
-                        instrument.round_price(t, order.side.opposite)
-                        for t in (plan.targets if plan else ())[:2]
-                    ),
-                    tp1_share=self._tp1_share,
-                    break_even=self._break_even,
-                )
-        for item in stored:
-            order = self.orders[item.order.client_order_id]
-            group = groups.get(item.plan_id)
-            if group is None:
-                continue
-            self._group_of[order.client_order_id] = group
-            if order.tag == Leg.STOP.value:
-                group.stop_id = order.client_order_id
-            elif order.tag in (Leg.TP1.value, Leg.TP2.value):
-                group.tp_ids[0 if order.tag == Leg.TP1.value else 1] = order.client_order_id
-            elif order.tag == Leg.EXIT.value:
-                group.exit_ids.append(order.client_order_id)
-        booked: list[tuple[Order, Fill]] = []
-        for fill in sorted(fills, key=lambda f: f.ts_event):
-            filled = self.orders.get(fill.client_order_id)
-            if filled is None:
-                continue
-            self._execution_ids.add(fill.execution_id)
-            booked.append((filled, fill))
-            group = self._group_of.get(fill.client_order_id)
-            if group is None:
-                continue
-            if fill.client_order_id == group.entry_id:
-                group.entry_filled += fill.qty
-                group.entry_cost += fill.qty * fill.price
-            else:
-                group.exited += -fill.qty if filled.side is group.side else fill.qty
-                if filled.tag in (Leg.TP1.value, Leg.TP2.value):
-                    group.tp_filled[0 if filled.tag == Leg.TP1.value else 1] += fill.qty
-        for group in groups.values():
-            entry = self.orders[group.entry_id]
-            if group.open_qty == 0 and not (entry.is_open or entry.status is OrderStatus.UNKNOWN):
-                group.closed = True
-                continue
-            self._open_groups.setdefault((group.strategy, group.symbol), []).append(group)
-        self._log.record(f"restored {len(stored)} orders {len(booked)} fills {len(groups)} groups")
-        return booked
-
-    def reprotect_open_groups(self) -> list[str]:
-        """Give every open group holding a position the stop and targets it should have (after a
-        restart, a stop cancelled while the node was down); returns the ids placed."""
-        before = set(self.orders)
-        for group in self.open_groups():
-            if group.open_qty > 0:
-                self._resize_children(group)
-        return [cid for cid in self.orders if cid not in before]
-
-    def settle_shadow(self, client_order_id: str, state: VenueOrderState | None) -> None:
-        """An order we hold open that the venue does not list as open: take the venue's word.
-
-        Absent at the venue, it never worked there: cancelled locally and, if it protected a
-        position, replaced under a new id. Ended there: it ends here (its fills come as
-        executions)."""
-        order = self.orders.get(client_order_id)
-        if order is None or not order.is_open:
-            return
-        now = self._clock.now_ns()
-        if state is None:
-            order.transition(OrderStatus.CANCELED, now, "not at the venue (shadow)")
-            self._on_order_update(order)
-            self._replace_lost(order)
-        elif not state.status.is_open:
-            self._apply_venue_state(order, state.status, state.venue_order_id, now)
-
-    def has_execution(self, execution_id: str) -> bool:
-        return execution_id in self._execution_ids
-
     def alert(self, kind: str, message: str) -> None:
         """Raise an operator alert (recorded, and sent to the alert handler if there is one)."""
         self._alert(kind, message)
@@ -536,7 +425,9 @@ class OrderManager:
         elif status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
             if order.can_transition(status):
                 order.transition(status, now, "settled by lookup")
-                if status is not OrderStatus.CANCELED:
+                if status is OrderStatus.CANCELED:
+                    self._after_cancel(order)
+                else:
                     self._on_child_gone(order)
         elif order.status is OrderStatus.UNKNOWN:
             # Filled at the venue: the fills themselves arrive as events (or a later
@@ -797,6 +688,7 @@ class OrderManager:
         # An entry ended with nothing open (never filled, or all closed): nothing left to guard.
         if group is not None and order.client_order_id == group.entry_id and group.open_qty == 0:
             self._close_group(group)
+        self._after_cancel(order)
 
     def _on_expired(self, order: Order, event: OrderExpired) -> None:
         order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
@@ -901,14 +793,26 @@ class OrderManager:
             self._log.record(f"unknown {order.client_order_id} {now} {error}")
 
     def _handle_fill(self, order: Order, fill: Fill) -> None:
+        # An order we saw end (a cancel confirmed first): the venue's fill is still the truth.
+        late = order.is_terminal
         if not self._book_fill(order, fill):
             return
         group = self._group_of.get(order.client_order_id)
         if group is not None:
+            if late and group.closed:
+                self._alert(
+                    "late_fill",
+                    f"{order.symbol}: {order.tag} {order.client_order_id} filled {fill.qty} after it "
+                    f"ended ({order.status.value}); its group is closed: what it leaves open is closed "
+                    "at market",
+                )
             if order.client_order_id == group.entry_id:
                 self._on_entry_fill(group, fill)
             else:
                 self._on_exit_fill(group, order, fill)
+        elif order.tag == Leg.EXIT.value and not order.is_open:
+            self._exit_shares.pop(order.client_order_id, None)
+            self._exit_attempts.pop(order.client_order_id, None)
         self._on_order_update(order)
 
     def _book_fill(self, order: Order, fill: Fill) -> bool:
@@ -966,6 +870,9 @@ class OrderManager:
 
     def _resize_children(self, group: OcoGroup) -> None:
         """Make the resting exits match what is open now (replacing orders, never amending ids)."""
+        if self.exit_policy is ExitPolicy.STOP_RESTING:
+            self._resize_stop_resting(group)
+            return
         open_qty = group.open_qty
         exit_side = group.side.opposite
         if group.stop is not None:
@@ -973,20 +880,173 @@ class OrderManager:
                 group, group.stop_id, Leg.STOP, OrderType.STOP, exit_side, open_qty, stop=group.stop
             )
         # A stop refused on the spot has closed the group already: no target may follow it.
-        if group.closed or not group.targets or self.exit_policy is ExitPolicy.STOP_RESTING:
+        if group.closed or not group.targets:
             return
-        instrument = self._instruments[group.symbol]
-        if len(group.targets) == 1:
-            wanted = [group.entry_filled - group.tp_filled[0]]
-        else:
-            tp1_total = instrument.round_qty(group.entry_filled * group.tp1_share)
-            wanted = [tp1_total - group.tp_filled[0], group.entry_filled - tp1_total - group.tp_filled[1]]
+        wanted = self._targets_wanted(group)
         for leg_index, (target, qty) in enumerate(zip(group.targets, wanted, strict=False)):
             leg = Leg.TP1 if leg_index == 0 else Leg.TP2
             qty = min(qty, open_qty)
             group.tp_ids[leg_index] = self._ensure_child(
                 group, group.tp_ids[leg_index], leg, OrderType.LIMIT, exit_side, qty, price=target
             )
+
+    def _targets_wanted(self, group: OcoGroup) -> list[Decimal]:
+        """What each target still has to take: TP1 its share of the entry's fills, TP2 the rest."""
+        if len(group.targets) == 1:
+            return [group.entry_filled - group.tp_filled[0]]
+        tp1_total = self._instruments[group.symbol].round_qty(group.entry_filled * group.tp1_share)
+        return [tp1_total - group.tp_filled[0], group.entry_filled - tp1_total - group.tp_filled[1]]
+
+    # -- STOP_RESTING: the stop rests, targets are held here and released when touched ----------
+
+    @property
+    def held_targets(self) -> Mapping[str, object]:
+        """Symbols with a target held here (STOP_RESTING), as a live view: the engine calls
+        `on_price` only for these, so a run with nothing held does no work per bar."""
+        return self._held
+
+    def on_price(self, symbol: str, high: float, low: float, ts: int) -> None:
+        """Market data reached `high` and `low` in `symbol` (a bar's range; a trade's price twice;
+        a quote's bid and ask): release every held target it touched."""
+        groups = self._held.get(symbol)
+        if not groups:
+            return
+        instrument = self._instruments[symbol]
+        top, bottom = instrument.price_from_float(high), instrument.price_from_float(low)
+        for group in list(groups):
+            if group.closed:
+                self._refresh_held(group)
+                continue
+            touched = False
+            for leg, target in enumerate(group.targets):
+                reached = top >= target if group.side is Side.BUY else bottom <= target
+                if reached and self._held_qty(group, leg) > 0:
+                    group.releasing[leg] = True
+                    touched = True
+                    self._log.record(f"target_touched {group.plan_id} TP{leg + 1} {target} {ts}")
+            if touched:
+                self._resize_stop_resting(group)
+
+    def _live(self, client_order_id: str | None) -> Order | None:
+        """The order if it may still work (a child waiting for its throttle slot counts)."""
+        order = self.orders.get(client_order_id) if client_order_id is not None else None
+        if order is None or not (order.is_open or order.status is OrderStatus.PENDING_SUBMIT):
+            return None
+        return order
+
+    def _held_qty(self, group: OcoGroup, leg: int) -> Decimal:
+        """What target `leg` holds here, not yet released (0 while released, or once refused)."""
+        if group.closed or group.releasing[leg]:
+            return _ZERO
+        released_id = group.tp_ids[leg]
+        released = self.orders.get(released_id) if released_id is not None else None
+        if released is not None and (
+            released.status is OrderStatus.REJECTED or self._live(released.client_order_id) is not None
+        ):
+            return _ZERO  # a refused target is not tried again on every touch (it was alerted)
+        return max(_ZERO, min(self._targets_wanted(group)[leg], group.open_qty))
+
+    def _refresh_held(self, group: OcoGroup) -> None:
+        held = any(self._held_qty(group, leg) > 0 for leg in range(len(group.targets)))
+        groups = self._held.get(group.symbol)
+        if held:
+            if groups is None:
+                self._held[group.symbol] = [group]
+            elif group not in groups:
+                groups.append(group)
+        elif groups is not None and group in groups:
+            groups.remove(group)
+            if not groups:
+                del self._held[group.symbol]
+
+    def _resize_stop_resting(self, group: OcoGroup) -> None:
+        """Stop sized to what no released target closes; touched targets released after it.
+
+        The venue counts every resting exit against the position (a cancel not yet confirmed
+        too), so a stop is replaced in two steps: cancel, and only on the cancel's confirmation
+        (which calls back here) the new stop, then the released targets. A released target is a
+        MARKET order: once the stop has shrunk, a limit the price walked away from would leave its
+        share with no stop at the venue; a market order ends that window at once (the target acts
+        as market-if-touched, at the cost of the touch's slippage)."""
+        if group.closed:
+            self._refresh_held(group)
+            return
+        open_qty = group.open_qty
+        wanted = self._targets_wanted(group)
+        working = _ZERO
+        for client_order_id in group.tp_ids:
+            released = self._live(client_order_id)
+            if released is not None:
+                working += released.leaves_qty
+        room = open_qty - working
+        release: list[Decimal] = [_ZERO, _ZERO]
+        for leg in range(len(group.targets)):
+            if group.releasing[leg]:
+                release[leg] = max(_ZERO, min(wanted[leg], room))
+                room -= release[leg]
+                if release[leg] == 0:
+                    group.releasing[leg] = False
+        stop_qty = max(_ZERO, room)
+        exit_side = group.side.opposite
+        if group.stop is not None:
+            stop = self._live(group.stop_id)
+            if stop is not None and (
+                stop.leaves_qty != stop_qty
+                or stop.stop_price != group.stop
+                or stop.status is OrderStatus.PENDING_CANCEL
+            ):
+                self._replaced.add(stop.client_order_id)
+                self.cancel(stop.client_order_id)
+                if group.stop_id != stop.client_order_id or stop.status is not OrderStatus.PENDING_SUBMIT:
+                    # Continued by the cancel's confirmation (already, if the venue answered at once).
+                    self._refresh_held(group)
+                    return
+                stop = None  # it was waiting for its throttle slot: cancelled, it is never sent
+            if stop is None and stop_qty > 0:
+                self._place_child(group, Leg.STOP, OrderType.STOP, exit_side, stop_qty, stop=group.stop)
+                if group.closed:
+                    return  # the stop was refused on the spot: the group is being closed
+        for leg in range(len(group.targets)):
+            if group.releasing[leg]:
+                group.releasing[leg] = False
+                self._place_child(
+                    group, Leg.TP1 if leg == 0 else Leg.TP2, OrderType.MARKET, exit_side, release[leg]
+                )
+                # A refusal on the spot has already resized the group: start again from its state.
+                self._resize_stop_resting(group)
+                return
+        self._refresh_held(group)
+
+    def _place_child(
+        self,
+        group: OcoGroup,
+        leg: Leg,
+        order_type: OrderType,
+        side: Side,
+        qty: Decimal,
+        *,
+        stop: Decimal | None = None,
+    ) -> Order:
+        """A new stop or released target, known to its group before it is sent (a refusal on the
+        spot must find it there)."""
+        child = self._new_order(
+            group.strategy,
+            group.symbol,
+            side,
+            qty,
+            order_type,
+            plan_id=group.plan_id,
+            leg=leg,
+            stop_price=stop,
+        )
+        self._group_of[child.client_order_id] = group
+        if leg is Leg.STOP:
+            group.stop_id = child.client_order_id
+        else:
+            group.tp_ids[0 if leg is Leg.TP1 else 1] = child.client_order_id
+            self._log.record(f"target_released {child.client_order_id} {qty}")
+        self._submit(child)
+        return child
 
     def _ensure_child(
         self,
@@ -1033,6 +1093,8 @@ class OrderManager:
             groups.remove(group)
             if not groups:
                 del self._open_groups[(group.strategy, group.symbol)]
+        if self._held:
+            self._refresh_held(group)
 
     def _pending_exits(self, group: OcoGroup) -> tuple[Decimal, Decimal]:
         """What the group's working market exits will still close, and still buy back."""
@@ -1076,6 +1138,9 @@ class OrderManager:
 
     def _on_child_gone(self, order: Order) -> None:
         """A child ended without filling (rejected or expired)."""
+        if order.tag == Leg.EXIT.value:
+            self._on_exit_gone(order)
+            return
         group = self._group_of.get(order.client_order_id)
         if group is None or group.closed or order.client_order_id == group.entry_id:
             if group is not None and order.client_order_id == group.entry_id and group.entry_filled == 0:
@@ -1091,6 +1156,128 @@ class OrderManager:
             self._log.record(f"stop_rejected_flatten {order.client_order_id}")
             self._close_group(group)
             self._settle(group, "protective stop rejected")
+        elif self.exit_policy is ExitPolicy.STOP_RESTING:
+            if order.tag != Leg.STOP.value and order.status is OrderStatus.REJECTED:
+                self._alert(
+                    "target_rejected",
+                    f"{group.symbol}: released target {order.client_order_id} refused: {order.reason}; "
+                    f"the stop goes back on for {group.open_qty}",
+                )
+            # A released target ended unfilled (or a replaced stop expired): the stop covers it again.
+            self._resize_stop_resting(group)
+
+    def _after_cancel(self, order: Order) -> None:
+        """A cancel confirmed: a closing exit the venue cancelled (not we) closes again; under
+        STOP_RESTING a replaced stop's confirmation lets its successor go, and a released target
+        cancelled unfilled gives its share back to the stop."""
+        if order.tag == Leg.EXIT.value:
+            if order.client_order_id not in self._cancel_requested:
+                self._on_exit_gone(order)
+            return
+        group = self._group_of.get(order.client_order_id)
+        if (
+            group is not None
+            and not group.closed
+            and self.exit_policy is ExitPolicy.STOP_RESTING
+            and order.client_order_id != group.entry_id
+        ):
+            self._resize_stop_resting(group)
+
+    def _on_exit_gone(self, order: Order) -> None:
+        """A closing market order ended with quantity unfilled (refused, expired, or cancelled by
+        the venue): what it was to close is closed again, at most `MAX_EXIT_ATTEMPTS` times; then
+        the protective stop goes back on. Every refusal is alerted."""
+        client_order_id = order.client_order_id
+        shares = self._exit_shares.pop(client_order_id, [])
+        leaves = order.leaves_qty
+        if leaves <= 0:
+            return
+        self._alert(
+            "exit_refused",
+            f"{order.symbol}: exit {client_order_id} {order.status.value.lower()} with {leaves} "
+            f"unfilled: {order.reason}",
+        )
+        group = self._group_of.get(client_order_id)
+        if group is not None:
+            if client_order_id in group.exit_ids:
+                group.exit_failures += 1
+                self._close_again(group)
+            return
+        # A strategy exit (or flatten): each group it took over takes its share back and closes it
+        # as its own, so a repeated refusal ends with that group's stop back on.
+        left = leaves
+        for group, share in shares:
+            back = min(share, left)
+            if back <= 0:
+                break
+            group.flattened -= back
+            left -= back
+            group.exit_failures += 1
+            self._close_again(group)
+        if left <= 0:
+            return
+        strategy = self.strategy_of(client_order_id)
+        attempts = self._exit_attempts.pop(client_order_id, 0) + 1
+        if attempts >= MAX_EXIT_ATTEMPTS:
+            self._alert(
+                "exit_failed",
+                f"{order.symbol}: {left} of {strategy or 'the account'} not closed after {attempts} "
+                "attempts; no stop is known for it: the position is unprotected",
+            )
+            return
+        again = self._new_order(
+            strategy,
+            order.symbol,
+            order.side,
+            left,
+            OrderType.MARKET,
+            plan_id=self._plan_of(order) or self._orphan_plan_id(strategy, order.symbol, left),
+            leg=Leg.EXIT,
+            reason=order.reason,
+        )
+        self._exit_attempts[again.client_order_id] = attempts
+        self._submit(again)
+
+    def _close_again(self, group: OcoGroup) -> None:
+        """Close a closed group's position again after its exit failed, or protect it."""
+        failures = group.exit_failures
+        if failures < MAX_EXIT_ATTEMPTS:
+            self._settle(group, f"exit sent again after {failures} unfilled")
+            return
+        closes, buybacks = self._pending_exits(group)
+        if group.open_qty - closes + buybacks == 0:
+            return  # another working exit already closes it
+        last_stop = self.orders.get(group.stop_id) if group.stop_id is not None else None
+        # The stop goes back on each time the exits run out, unless the one put back was refused.
+        refused_again = (
+            failures > MAX_EXIT_ATTEMPTS
+            and last_stop is not None
+            and last_stop.status is OrderStatus.REJECTED
+        )
+        if refused_again or group.stop is None or group.open_qty <= 0:
+            self._alert(
+                "exit_failed",
+                f"{group.symbol}: plan {group.plan_id} not closed after {failures} attempts "
+                f"({group.open_qty} open); no stop can go back on: the position is unprotected",
+            )
+            return
+        self._alert(
+            "exit_failed",
+            f"{group.symbol}: plan {group.plan_id} not closed after {failures} attempts; "
+            f"its stop at {group.stop} goes back on for {group.open_qty}",
+        )
+        # Managed again as an open group: a fill of its stop, an exit or a flatten closes it.
+        group.closed = False
+        groups = self._open_groups.setdefault((group.strategy, group.symbol), [])
+        if group not in groups:
+            groups.append(group)
+        if self.exit_policy is ExitPolicy.STOP_RESTING:
+            self._resize_stop_resting(group)
+        else:
+            # A fresh stop: the old one was cancelled when the group closed.
+            group.stop_id = self._ensure_child(
+                group, None, Leg.STOP, OrderType.STOP, group.side.opposite, group.open_qty, stop=group.stop
+            )
 
     def _alert(self, kind: str, message: str) -> None:
         self.alerts.append((kind, message))

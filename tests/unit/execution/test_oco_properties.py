@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from chaos_venue import ChaosRig, accepts, cancels, chaos_rig, every_event, fills, rejects, signed
-from quantdesk.execution import OcoGroup
+from quantdesk.execution import ExitPolicy, OcoGroup
 from quantdesk.execution.client_ids import plan_client_id
 from quantdesk.model import Instrument, Order, OrderStatus, OrderType, Side
 from quantdesk.venues.sim import SimVenueConfig
@@ -305,3 +305,80 @@ OcoChaos.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_oco_manager_keeps_section_5_invariants_under_chaos = OcoChaos.TestCase
+
+
+class OcoChaosStopResting(OcoChaos):
+    """The same chaos under ExitPolicy.STOP_RESTING (Alpaca): only the stop rests; targets are held
+    by the order manager and released when a bar touches them. Section 5 holds as above, with the
+    stop replaced in two steps (the new one goes on the old one's confirmed cancel), plus the
+    venue's rule: a group's exits never exceed its position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r.engine.orders.exit_policy = ExitPolicy.STOP_RESTING
+
+    def _released(self, group: OcoGroup) -> list[Order]:
+        om = self.r.engine.orders
+        return [om.orders[i] for i in group.tp_ids if i is not None and om.orders[i].is_open]
+
+    def _replacing(self, group: OcoGroup) -> bool:
+        """The cancel->replace step: the old stop is being cancelled, its successor not sent yet."""
+        om = self.r.engine.orders
+        stop = om.orders.get(group.stop_id) if group.stop_id is not None else None
+        return stop is not None and stop.is_open and stop.client_order_id in self.r.venue.cancel_requests
+
+    @invariant()
+    def no_naked_position(self) -> None:
+        om, engine = self.r.engine.orders, self.r.engine
+        positions = self._group_positions()
+        replacing: set[tuple[str, str]] = set()
+        for group in om.open_groups():
+            position = positions[id(group)]
+            if position <= 0 or group.stop is None:
+                continue
+            if self._replacing(group):
+                replacing.add((group.strategy, group.symbol))
+                continue
+            released = sum((o.leaves_qty for o in self._released(group)), D(0))
+            stop = om.orders.get(group.stop_id) if group.stop_id is not None else None
+            stop_leaves = stop.leaves_qty if stop is not None and stop.is_open else D(0)
+            assert stop_leaves + released >= position, f"{position} open, {stop_leaves} + {released} covered"
+        for strategy, symbol in KEYS:
+            position = engine.position_qty(strategy, symbol)
+            if position == 0 or (strategy, symbol) in replacing:
+                continue
+            closing = Side.SELL if position > 0 else Side.BUY
+            covered = sum(
+                (o.leaves_qty for o in self._protecting(strategy, symbol) if o.side is closing), D(0)
+            )
+            assert covered >= abs(position), f"{strategy} {symbol}: {position} open, {covered} covered"
+
+    @invariant()
+    def exits_never_exceed_the_position(self) -> None:
+        om = self.r.engine.orders
+        positions = self._group_positions()
+        for group in om.open_groups():
+            stop = om.orders.get(group.stop_id) if group.stop_id is not None else None
+            live = [o for o in (stop, *self._released(group)) if o is not None and o.is_open]
+            resting = sum((o.leaves_qty for o in live), D(0))
+            assert resting <= max(positions[id(group)], D(0)) or not live, (
+                f"{resting} of exits rest against {positions[id(group)]}"
+            )
+
+    def _protecting(self, strategy: str, symbol: str) -> list[Order]:
+        released = [
+            o
+            for g in self.r.engine.orders.open_groups()
+            if (g.strategy, g.symbol) == (strategy, symbol)
+            for o in self._released(g)
+        ]
+        return super()._protecting(strategy, symbol) + released
+
+
+OcoChaosStopResting.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_stop_resting_keeps_section_5_invariants_under_chaos = OcoChaosStopResting.TestCase
