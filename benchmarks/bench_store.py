@@ -11,8 +11,10 @@
    (SQLite runs with synchronous=FULL: every commit is an fsync): p50/p99 per order.
 3. Tick-to-decision. The bar run of part 1, timed per event (`engine.on_bar` +
    `engine.end_cycle()`, perf_counter_ns) for events that produced a decision, with
-   no writer, and with a writer attached and flushing on its background thread
-   every 0.2 s. Target: p50 and p99 with persistence within 10% of without.
+   no writer, and with a writer attached and flushing every 0.2 s: on a thread of
+   the engine's process (`StoreWriter`), and in a process of its own
+   (`ProcessStoreWriter`, the node's default). Target: p50 and p99 with persistence
+   within 10% of without.
 
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
@@ -51,6 +53,7 @@ from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side
 from quantdesk.risk import Mode
 from quantdesk.store import StoreUnavailable, connect, make_engine, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
+from quantdesk.store.writer_process import ProcessStoreWriter
 from quantdesk.strategies import Strategy
 from quantdesk.venues.sim import SimulatedExchange
 
@@ -109,14 +112,24 @@ def make_bars(n: int) -> list[Bar]:
     return bars
 
 
+PUMP_NS = 100_000_000  # the node's loop pumps the writer process every 0.1 s
+
+
 def drive(
-    engine: Engine, venue: SimulatedExchange, clock: SimulatedClock, bars: list[Bar], pace_ns: int = 0
+    engine: Engine,
+    venue: SimulatedExchange,
+    clock: SimulatedClock,
+    bars: list[Bar],
+    pace_ns: int = 0,
+    writer: StoreWriter | None = None,
 ) -> list[int]:
     """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
-    return the latency (ns) of each event that produced a decision."""
+    return the latency (ns) of each event that produced a decision. Between events, as the
+    node's loop does, the writer is pumped every 0.1 s (the process writer ships then)."""
     samples = []
     clock_ns = time.perf_counter_ns
     start = clock_ns()
+    next_pump = start + PUMP_NS
     for i, bar in enumerate(bars):
         if pace_ns:
             # Sleeping releases the GIL, as a live engine waiting on its feed's socket does.
@@ -133,6 +146,9 @@ def drive(
         venue.on_bar_close(bar)
         if engine.signals != signals:
             samples.append(t1 - t0)
+        if writer is not None and t1 >= next_pump:
+            writer.pump()
+            next_pump = t1 + PUMP_NS
     return samples
 
 
@@ -225,19 +241,22 @@ def bench_outbox(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def latency_run(url: str | None, bars: list[Bar], pace_ns: int) -> list[int]:
+def latency_run(url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thread") -> list[int]:
     engine, venue, clock = build()
-    writer = None
+    writer: StoreWriter | None = None
     db = None
     if url is not None:
         db = make_engine(url)
-        writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
+        if kind == "process":
+            writer = ProcessStoreWriter(session_factory(db), url, mode=Mode.PAPER, config_sha=SHA)
+        else:
+            writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
         writer.attach(engine)
     engine.start()
     tune_gc_for_trading()
     if writer is not None:
         writer.start_background(0.2)
-    samples = drive(engine, venue, clock, bars, pace_ns)
+    samples = drive(engine, venue, clock, bars, pace_ns, writer)
     if writer is not None:
         writer.stop()
     if db is not None:
@@ -250,24 +269,34 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
     """Runs off and on alternate, so the machine's drift hits both alike; medians over the runs."""
     pace_ns = SECOND // rate if rate else 0
     off: list[dict[str, float]] = []
-    on: list[dict[str, float]] = []
+    on: dict[str, list[dict[str, float]]] = {"thread": [], "process": []}
     for _ in range(repeat):
         off.append(percentiles_us(latency_run(None, bars, pace_ns)))
-        on.append(percentiles_us(latency_run(backends.fresh(name), bars, pace_ns)))
+        for kind, runs in on.items():
+            runs.append(percentiles_us(latency_run(backends.fresh(name), bars, pace_ns, kind)))
     result: dict[str, Any] = {"events_per_s": rate or "unpaced", "decisions": off[0]["count"]}
-    for key in ("p50", "p99"):
-        without = statistics.median(r[key] for r in off)
-        with_store = statistics.median(r[key] for r in on)
-        result[key] = {"off_us": without, "on_us": with_store, "ratio": round(with_store / without, 3)}
+    for kind, runs in on.items():
+        result[kind] = {}
+        for key in ("p50", "p99"):
+            without = statistics.median(r[key] for r in off)
+            with_store = statistics.median(r[key] for r in runs)
+            result[kind][key] = {
+                "off_us": without,
+                "on_us": with_store,
+                "ratio": round(with_store / without, 3),
+            }
     return result
 
 
 def _line(label: str, latency: dict[str, Any]) -> str:
-    p50, p99 = latency["p50"], latency["p99"]
-    return (
-        f"  tick-to-decision {label}: p50 {p50['off_us']} -> {p50['on_us']} us (x{p50['ratio']}), "
-        f"p99 {p99['off_us']} -> {p99['on_us']} us (x{p99['ratio']})"
-    )
+    lines = []
+    for kind in ("thread", "process"):
+        p50, p99 = latency[kind]["p50"], latency[kind]["p99"]
+        lines.append(
+            f"  tick-to-decision {label}, writer {kind}: p50 {p50['off_us']} -> {p50['on_us']} us "
+            f"(x{p50['ratio']}), p99 {p99['off_us']} -> {p99['on_us']} us (x{p99['ratio']})"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

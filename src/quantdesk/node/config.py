@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -54,6 +55,8 @@ class NodeConfig(BaseModel):
     exit_at_end: bool = False
     venue_state: Path | None = None
     store_max_buffer: int = Field(default=100_000, ge=1)
+    # "process": batches written by a child process (the engine keeps its GIL); "thread": in-process.
+    store_writer: Literal["process", "thread"] = "process"
     watch_interval_s: float = Field(default=1.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
 

@@ -40,6 +40,7 @@ from quantdesk.service.redis_events import RedisEventPublisher
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
 from quantdesk.store.recovery import load_stored_state, stored_client_ids, stored_pause
 from quantdesk.store.writer import StoreWriter
+from quantdesk.store.writer_process import ProcessStoreWriter
 from quantdesk.strategies import get_strategy
 from quantdesk.telemetry import (
     AlertConfig,
@@ -161,15 +162,20 @@ def build(config: NodeConfig) -> NodeParts:
             engine.pause("store buffer full", "store")
 
     alerter = Alerter(AlertConfig(urls=config.alert_urls))
-    writer = StoreWriter(
-        session_factory(db),
-        mode=Mode.PAPER,
-        config_sha=trading.sha256(),
-        send_when_down=_SEND_WHEN_STORE_DOWN,
-        max_buffer=config.store_max_buffer,
+    writer_options: dict[str, Any] = {
+        "mode": Mode.PAPER,
+        "config_sha": trading.sha256(),
+        "send_when_down": _SEND_WHEN_STORE_DOWN,
+        "max_buffer": config.store_max_buffer,
         # Past its bound the buffer would start losing the audit trail: stop new entries instead.
-        on_overflow=pause_entries,
-        on_alert=alerter.callback(),
+        "on_overflow": pause_entries,
+        "on_alert": alerter.callback(),
+    }
+    writer = (
+        # The default: the store's work runs in a process of its own, off the engine's GIL.
+        ProcessStoreWriter(session_factory(db), url, **writer_options)
+        if config.store_writer == "process"
+        else StoreWriter(session_factory(db), **writer_options)
     )
     engine = Engine(
         clock=clock,
@@ -421,6 +427,7 @@ class PaperNode:
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
+            parts.writer.pump()  # records to the writer process, between events on this thread
             if monotonic_ns() >= next_check:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
                 found = parts.reconciler.reconcile()

@@ -485,6 +485,24 @@ class StoreWriter:
         with self._sessions() as session:
             session.execute(select(1))
 
+    # -- for a writer fed from elsewhere (`store.writer_process`) -------------------------------
+
+    def enqueue(self, records: Iterable[Record]) -> None:
+        """Buffer records another writer's engine made, as if this one's engine had."""
+        self._buffer.extend(records)
+
+    def reachable(self) -> bool:
+        """Whether the store answers a trivial query now."""
+        try:
+            self._probe()
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def written_plans(self) -> list[tuple[str, tuple[int, bool]]]:
+        """Every plan id written, with its decision row id and approval, in the order written."""
+        return list(self._plan_rows.items())
+
     def _write_carry(self) -> int:
         """Write the carried batch, isolating records the database refuses; connection errors propagate."""
         carry = self._carry
@@ -562,6 +580,10 @@ class StoreWriter:
         )
 
     # -- background mode ----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Nothing to do here: this writer's batches go from its own thread (see
+        `ProcessStoreWriter.pump`, which the node calls between events)."""
 
     def start_background(self, interval_s: float = 0.2) -> None:
         """Flush every `interval_s` on a daemon thread (backing off while the store is down)."""
