@@ -199,6 +199,10 @@ def paper(
     var_dir: Annotated[str, typer.Option(help="Where the SQLite store, token and logs live.")] = "var",
     exit_at_end: Annotated[bool, typer.Option(help="Stop when the replay ends.")] = False,
     flatten_on_stop: Annotated[bool, typer.Option(help="Flatten everything on shutdown.")] = True,
+    exit_policy: Annotated[
+        str,
+        typer.Option(help="both_resting (stop and targets rest), stop_resting (Alpaca: targets held here)."),
+    ] = "both_resting",
 ) -> None:
     """Paper-trade: replay a session through the live path into the simulated venue, with the API.
 
@@ -227,6 +231,7 @@ def paper(
             var_dir=var_dir,  # type: ignore[arg-type]
             exit_at_end=exit_at_end,
             flatten_on_stop=flatten_on_stop,
+            exit_policy=exit_policy,  # type: ignore[arg-type]
         )
         asyncio.run(PaperNode(settings, on_started=_announce).run())
     except QuantdeskError as error:

@@ -57,6 +57,10 @@ class NodeConfig(BaseModel):
     store_max_buffer: int = Field(default=100_000, ge=1)
     # "process": batches written by a child process (the engine keeps its GIL); "thread": in-process.
     store_writer: Literal["process", "thread"] = "process"
+    # How a bracket's exits rest at the venue: "both_resting" (stop and targets; Kite, the
+    # simulator) or "stop_resting" (targets held here and released on touch: Alpaca refuses
+    # exits that add up to more than the position).
+    exit_policy: Literal["both_resting", "stop_resting"] = "both_resting"
     watch_interval_s: float = Field(default=1.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
 

@@ -28,6 +28,7 @@ from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
 from quantdesk.engine.runtime import tune_gc_for_trading
 from quantdesk.errors import UserError
+from quantdesk.execution.order_manager import ExitPolicy
 from quantdesk.execution.recovery import Reconciler, RecoveryReport
 from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
 from quantdesk.model import Instrument, OrderType, Tick
@@ -201,6 +202,7 @@ def build(config: NodeConfig) -> NodeParts:
         throttler=throttler,
     )
     paused_by_store.append(engine)
+    engine.orders.exit_policy = ExitPolicy(config.exit_policy)
     venue.set_price_source(engine.last_bar)
     for symbol in series:
         engine.add_strategy(strategy_class(symbol, **config.params))

@@ -99,6 +99,36 @@ def replay_by_hand(parts: NodeParts, *, until_open: bool = False) -> None:
             return
 
 
+def test_stop_resting_never_rests_exits_beyond_the_position_and_releases_targets(tmp_path: Path) -> None:
+    parts = build(settings(tmp_path, speed=1.0, exit_policy="stop_resting"))
+    venue = parts.venue
+    beyond: list[str] = []
+    deliver = parts.feed._deliver
+
+    def checked(ts: int, bars: object) -> None:
+        deliver(ts, bars)  # type: ignore[arg-type]
+        ours = parts.engine.orders.orders
+        for symbol, held in venue.positions.items():
+            resting = sum(
+                (
+                    s.qty - s.filled_qty
+                    for s in venue.open_orders()
+                    if s.symbol == symbol and ours[s.client_order_id].tag != "ENTRY"
+                ),
+                Decimal(0),
+            )
+            if resting > abs(held):
+                beyond.append(f"{ts} {symbol}: {resting} resting for {held}")
+
+    parts.feed._deliver = checked  # type: ignore[method-assign]
+    replay_by_hand(parts)
+    targets = [o for o in parts.engine.orders.orders.values() if o.tag in ("TP1", "TP2")]
+    assert beyond == []
+    assert targets and all(o.order_type.value == "MARKET" for o in targets)  # released on touch
+    assert any(o.filled_qty > 0 for o in targets)
+    parts.writer.stop()
+
+
 def test_default_sizing_never_buys_more_than_an_equal_share_of_cash(tmp_path: Path) -> None:
     parts = build(settings(tmp_path, config_file=None, speed=1.0))
     replay_by_hand(parts)
