@@ -31,6 +31,7 @@ from quantdesk.errors import UserError
 from quantdesk.execution.order_manager import ExitPolicy
 from quantdesk.execution.recovery import Reconciler, RecoveryReport
 from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
+from quantdesk.execution.tracker import OrderTracker
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
 from quantdesk.node.feed import ReplayFeed, sleep_unless
@@ -274,10 +275,28 @@ def build(config: NodeConfig) -> NodeParts:
 
 
 def node_status(parts: NodeParts) -> dict[str, Any]:
-    """The node's own figures for /status: the replay stream, the alerter, the data."""
+    """The node's own figures for /status: the replay stream, the alerter, the data, the order
+    tracker with the last reconciliation, and the instruments traded (their symbol properties)."""
     feed = parts.feed.stats()
     alerts = parts.alerter.stats()
+    last = parts.reconciler.last_report
     return {
+        "order_tracker": {
+            **asdict(OrderTracker(parts.engine.orders.orders).stats()),
+            "last_reconciliation": None if last is None else last.to_dict(),
+        },
+        "instruments": {
+            symbol: {
+                "exchange": i.exchange,
+                "currency": i.currency,
+                "tick_size": str(i.tick_size),
+                "lot_size": str(i.lot_size),
+                "min_qty": str(i.min_qty),
+                "max_qty": None if i.max_qty is None else str(i.max_qty),
+                "source": i.source,
+            }
+            for symbol, i in sorted(parts.engine.instruments.items())
+        },
         "replay": {
             "state": feed.state,
             "delivered": feed.delivered,

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from quantdesk.node import NodeConfig, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants
-from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series
+from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series, node_status
 from quantdesk.store.database import StoreUnavailable, make_engine, session_factory
 
 FAST_CONFIG = """
@@ -126,6 +126,22 @@ def test_stop_resting_never_rests_exits_beyond_the_position_and_releases_targets
     assert beyond == []
     assert targets and all(o.order_type.value == "MARKET" for o in targets)  # released on touch
     assert any(o.filled_qty > 0 for o in targets)
+    parts.writer.stop()
+
+
+def test_status_shows_the_order_tracker_its_last_reconciliation_and_the_instruments(tmp_path: Path) -> None:
+    parts = build(settings(tmp_path, speed=1.0))
+    replay_by_hand(parts, until_open=True)
+    parts.reconciler.reconcile()
+    status = node_status(parts)
+    tracker = status["order_tracker"]
+    orders = parts.engine.orders.orders
+    assert tracker["total"] == len(orders) > 0
+    assert tracker["in_flight"] == sum(1 for o in orders.values() if o.is_open) > 0  # a stop works
+    assert tracker["last_reconciliation"]["stage"] == "periodic"
+    assert tracker["last_reconciliation"]["in_sync"] is True
+    assert set(status["instruments"]) == set(parts.engine.instruments)
+    assert all(i["tick_size"] == "0.01" for i in status["instruments"].values())
     parts.writer.stop()
 
 
