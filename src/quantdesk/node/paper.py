@@ -39,6 +39,7 @@ from quantdesk.risk.config import RiskConfig, SizingConfig
 from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
 from quantdesk.service.redis_events import RedisEventPublisher
+from quantdesk.store.audit import record_config
 from quantdesk.store.database import connect, database_url, safe_url, session_factory, upgrade
 from quantdesk.store.recovery import load_stored_state, stored_client_ids, stored_pause
 from quantdesk.store.writer import StoreWriter
@@ -139,6 +140,14 @@ def build(config: NodeConfig) -> NodeParts:
     }
     first_ts = min(int(s.ts[0]) for s in series.values() if len(s))
     clock = PacedClock(first_ts, speed=config.speed, running=False)  # the replay starts it
+    if record_config(
+        session_factory(db),
+        sha=trading.sha256(),
+        config=trading.model_dump(mode="json"),
+        ts=clock.now_ns(),
+        actor="node",
+    ):
+        log.info("config_recorded", config_sha=trading.sha256()[:12])
     exchange = SimulatedExchange(
         instruments,
         cash=config.cash,

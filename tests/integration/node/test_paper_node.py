@@ -145,6 +145,25 @@ def test_status_shows_the_order_tracker_its_last_reconciliation_and_the_instrume
     parts.writer.stop()
 
 
+def test_the_effective_config_is_audited_once_and_again_when_it_changes(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from quantdesk.store import AuditLogRow, make_engine, session_factory
+
+    build(settings(tmp_path)).writer.stop()
+    build(settings(tmp_path)).writer.stop()  # the same config: nothing new
+    changed = tmp_path / "changed.toml"
+    changed.write_text(FAST_CONFIG.replace("[risk]", "[risk]\nmax_open_positions = 2", 1))
+    parts = build(settings(tmp_path, config_file=str(changed)))
+    parts.writer.stop()
+    db = make_engine(parts.db_url)
+    with session_factory(db)() as session:
+        rows = session.scalars(select(AuditLogRow).where(AuditLogRow.action == "config")).all()
+    db.dispose()
+    assert len(rows) == 2 and rows[1].details["sha"] == parts.trading.sha256()
+    assert rows[1].details["config"]["risk"]["max_open_positions"] == 2
+
+
 def test_default_sizing_never_buys_more_than_an_equal_share_of_cash(tmp_path: Path) -> None:
     parts = build(settings(tmp_path, config_file=None, speed=1.0))
     replay_by_hand(parts)

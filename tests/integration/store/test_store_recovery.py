@@ -178,3 +178,21 @@ def test_a_pause_or_kill_switch_in_force_at_the_crash_is_found_again(sessions: s
     with sessions.begin() as session:
         session.add(AuditLogRow(ts=T0 + 2 * MINUTE, actor="bob", action="kill_switch", reason="runaway"))
     assert stored_pause(sessions) == "kill_switch by bob: runaway"
+
+
+def test_a_config_change_writes_one_audit_row_with_the_whole_config(sessions: sessionmaker[Session]) -> None:
+    from quantdesk.config import TradingConfig
+    from quantdesk.risk.config import RiskConfig
+    from quantdesk.store.audit import record_config
+
+    first, second = TradingConfig(), TradingConfig(risk=RiskConfig(max_open_positions=2))
+    for config, expected in ((first, True), (first, False), (second, True), (second, False)):
+        written = record_config(
+            sessions, sha=config.sha256(), config=config.model_dump(mode="json"), ts=T0, actor="node"
+        )
+        assert written is expected
+    with sessions() as session:
+        rows = session.scalars(select(AuditLogRow).where(AuditLogRow.action == "config")).all()
+    assert [row.details["sha"] for row in rows] == [first.sha256(), second.sha256()]
+    assert rows[1].details["previous_sha"] == first.sha256()
+    assert rows[1].details["config"]["risk"]["max_open_positions"] == 2
