@@ -21,7 +21,7 @@ from quantdesk.execution import EventLog, OrderManager
 from quantdesk.execution.order_manager import AlertHandler, BeforeSend, ExitPolicy
 from quantdesk.execution.recovery import StoredFill
 from quantdesk.execution.throttle import Throttler
-from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Signal, Tick
+from quantdesk.model import Account, Bar, ExitSignal, Fill, Instrument, Order, Quote, Side, Signal, Tick
 from quantdesk.portfolio import Portfolio
 from quantdesk.portfolio.trades import TradeBuilder, TradeRecord
 from quantdesk.risk.kill_switch import TradingState
@@ -262,9 +262,11 @@ class Engine:
 
     def submit_signal(self, signal: Signal) -> None:
         self.signals += 1
+        # `!s` writes what the plain field does (str of a Decimal, None or StrEnum) without the
+        # much slower `__format__` of Decimal and Enum: several lines per order go through here.
         self.event_log.record(
-            f"signal {signal.strategy} {signal.symbol} {signal.side.value} {signal.entry} "
-            f"{signal.stop} {','.join(map(str, signal.targets))} {signal.qty} {signal.ts}"
+            f"signal {signal.strategy} {signal.symbol} {signal.side!s} {signal.entry!s} "
+            f"{signal.stop!s} {','.join(map(str, signal.targets))} {signal.qty!s} {signal.ts}"
         )
         if self._publish_signals:
             self.bus.publish(signal)
@@ -378,14 +380,14 @@ class Engine:
         strategy = self._fill_listeners.get(key)
         if strategy is not None:
             strategy.on_fill(order, fill)
-        if self.bus.has_subscribers(Fill):
-            self.bus.publish(fill)
+        self.bus.publish(fill)  # one lookup, and nothing sent when nobody subscribed
 
     def _book(self, strategy_id: str, tag: str, fill: Fill) -> tuple[str, str]:
         """A fill into the portfolio, the strategy's quantity and its trades; returns the key."""
         self.portfolio.apply_fill(fill)
         key = (strategy_id, fill.symbol)
-        self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + fill.signed_qty
+        signed = fill.qty if fill.side is Side.BUY else -fill.qty  # Fill.signed_qty, without the call
+        self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + signed
         builder = self._trade_builders.get(key)
         if builder is None:
             multiplier = self.instruments[fill.symbol].multiplier

@@ -356,7 +356,7 @@ class TradingPipeline:
             self.decisions.append(record)
         self._engine.event_log.record(
             f"decision {plan_id} {signal.strategy} {signal.symbol} {signal.ts} "
-            f"{'approved' if approved else 'blocked'} {plan.qty} {','.join(reasons)}"
+            f"{'approved' if approved else 'blocked'} {plan.qty!s} {','.join(reasons)}"  # !s: see Engine
         )
         for listener in self._listeners:
             listener(record)

@@ -22,7 +22,6 @@ class EventLog:
 
     def record(self, line: str) -> None:
         """Append one event, written by the caller as `kind field field ...` in a fixed order."""
-        line += "\n"
         self.count += 1
         pending = self._pending
         pending.append(line)
@@ -30,11 +29,13 @@ class EventLog:
         if len(pending) >= _BATCH:
             self._flush()
         if self.lines is not None:
-            self.lines.append(line)
+            self.lines.append(line + "\n")
 
     def _flush(self) -> None:
         if self._pending:
-            self._hash.update("".join(self._pending).encode())
+            # Each line's newline is added here, by the join, not by a copy of every line as
+            # it is recorded: the same bytes are hashed.
+            self._hash.update(("\n".join(self._pending) + "\n").encode())
             self._pending.clear()
 
     @property

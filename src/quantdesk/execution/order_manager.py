@@ -45,9 +45,21 @@ from quantdesk.model import (
     Side,
     TimeInForce,
 )
+from quantdesk.model.enums import OPEN_STATUSES, TERMINAL_STATUSES
+from quantdesk.model.orders import TRANSITIONS
 from quantdesk.venues.base import Venue, VenueOrderState
 
 _ZERO = Decimal(0)
+# Leg tags as plain strings: an order's tag is compared on every event it gets, and each
+# `Leg.X.value` would be a descriptor call.
+_STOP_TAG = Leg.STOP.value
+_TP1_TAG = Leg.TP1.value
+_TP2_TAG = Leg.TP2.value
+_EXIT_TAG = Leg.EXIT.value
+_TAG_OF_LEG = {leg: leg.value for leg in Leg}
+# Neither open at the venue nor booked for a later throttle slot (PENDING_SUBMIT, still ours to
+# cancel): what `working_orders` drops from its index.
+_NOT_WORKING = frozenset(OrderStatus) - OPEN_STATUSES - {OrderStatus.PENDING_SUBMIT}
 # A closed group's market close is retried this often; then the protective stop goes back on.
 MAX_EXIT_ATTEMPTS = 3
 
@@ -218,7 +230,7 @@ class OrderManager:
             side=side,
             entry_id=order.client_order_id,
             stop=instrument.price(stop) if stop is not None else None,
-            targets=tuple(instrument.round_price(t, side.opposite) for t in targets[:2]),
+            targets=tuple([instrument.round_price(t, side.opposite) for t in targets[:2]]) if targets else (),
             tp1_share=self._tp1_share,
             break_even=self._break_even,
         )
@@ -260,7 +272,7 @@ class OrderManager:
         for group in groups:
             group.closed = True
             for client_order_id in group.member_ids():
-                if self.orders[client_order_id].tag != Leg.EXIT.value:
+                if self.orders[client_order_id].tag != _EXIT_TAG:
                     self.cancel(client_order_id)
             # The order below closes what the group holds beyond its own working exits; a late
             # fill of the entry or of a child then shows up against this share, not twice.
@@ -269,14 +281,12 @@ class OrderManager:
             group.flattened += share
             if share > 0:
                 shares.append((group, share))
-        pending = sum(
-            (
-                o.leaves_qty * (1 if o.side is Side.BUY else -1)
-                for o in self.working_orders(symbol)
-                if o.tag == Leg.EXIT.value and self._strategy_of[o.client_order_id] == strategy
-            ),
-            _ZERO,
-        )
+        pending = _ZERO  # what the strategy's working exits in `symbol` will still buy (+) or sell (-)
+        strategy_of = self._strategy_of
+        for o in self.working_orders(symbol):
+            if o.tag == _EXIT_TAG and strategy_of[o.client_order_id] == strategy:
+                leaves = o.qty - o.filled_qty
+                pending = pending + leaves if o.side is Side.BUY else pending - leaves
         remaining = position_qty + pending
         if remaining == 0 or (remaining > 0) != (position_qty > 0):
             # Working exits already cover the position (or more): an exit never opens the other
@@ -307,7 +317,7 @@ class OrderManager:
         if order is not None and order.status is OrderStatus.PENDING_SUBMIT:
             self._cancel_requested.add(client_order_id)  # waiting for its throttle slot: never sent
             return
-        if order is None or not order.is_open or client_order_id in self._cancel_requested:
+        if order is None or order.status not in OPEN_STATUSES or client_order_id in self._cancel_requested:
             return  # asked once already: a repeat (a second flatten) sends nothing new
         self._cancel_requested.add(client_order_id)
         if order.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
@@ -323,7 +333,7 @@ class OrderManager:
         """Cancel every working order except closing exits (the first half of a flatten); return
         how many were asked. Exits already working are the flatten's own second half: a repeated
         flatten leaves them alone, so it sends nothing new."""
-        working = [o for o in self.working_orders() if o.tag != Leg.EXIT.value]
+        working = [o for o in self.working_orders() if o.tag != _EXIT_TAG]
         for order in working:
             group = self._group_of.get(order.client_order_id)
             if group is not None:
@@ -348,10 +358,7 @@ class OrderManager:
         """Orders that may still work at the venue, oldest first (from an index of open orders,
         so the cost does not grow with the run's history)."""
         working = self._working
-        waiting = OrderStatus.PENDING_SUBMIT  # booked for a later throttle slot: still ours to cancel
-        for client_order_id in [
-            cid for cid, o in working.items() if not o.is_open and o.status is not waiting
-        ]:
+        for client_order_id in [cid for cid, o in working.items() if o.status in _NOT_WORKING]:
             del working[client_order_id]
         return [o for o in working.values() if symbol is None or o.symbol == symbol]
 
@@ -439,7 +446,7 @@ class OrderManager:
         """An order that never reached the venue: protect or close as it was meant to."""
         group = self._group_of.get(order.client_order_id)
         if group is None:
-            if order.tag == Leg.EXIT.value:
+            if order.tag == _EXIT_TAG:
                 # A flatten or strategy exit that never arrived: send it again under a new id.
                 plan_id = self._last_plan.get((self.strategy_of(order.client_order_id), order.symbol))
                 again = self._new_order(
@@ -455,7 +462,7 @@ class OrderManager:
                 )
                 self._submit(again)
             return
-        if order.tag == Leg.EXIT.value:
+        if order.tag == _EXIT_TAG:
             self._close_remainder_after_lost_exit(group, order)
         elif order.client_order_id == group.entry_id:
             if group.entry_filled == 0:
@@ -571,7 +578,7 @@ class OrderManager:
         if group is not None:
             if order.client_order_id == group.entry_id:
                 _count_entry_fill(group, fill)
-            elif order.tag != Leg.EXIT.value or order.client_order_id in group.exit_ids:
+            elif order.tag != _EXIT_TAG or order.client_order_id in group.exit_ids:
                 self._count_exit_fill(group, order, fill)
         self._on_order_update(order)
         return True
@@ -651,14 +658,19 @@ class OrderManager:
     # -- venue events -------------------------------------------------------------------------
 
     def on_order_event(self, event: OrderEvent) -> None:
+        if type(event) is OrderFilled:
+            fill = event.fill
+            order = self.orders.get(fill.client_order_id)
+            if order is None:
+                self._log.record(f"unknown_order_event {fill.client_order_id}")
+                return
+            self._handle_fill(order, fill)
+            return
         order = self.orders.get(event.client_order_id)
         if order is None:
             self._log.record(f"unknown_order_event {event.client_order_id}")
             return
-        if type(event) is OrderFilled:
-            self._handle_fill(order, event.fill)
-            return
-        if order.is_terminal:
+        if order.status in TERMINAL_STATUSES:
             return  # A late duplicate of a terminal answer changes nothing.
         self._handlers[type(event)](order, event)
         self._on_order_update(order)
@@ -721,7 +733,7 @@ class OrderManager:
             price=price,
             stop_price=stop_price,
             time_in_force=self._tif,
-            tag=leg.value,
+            tag=_TAG_OF_LEG[leg],
             ts_created=self._clock.now_ns(),
             reason=reason,
         )
@@ -733,11 +745,13 @@ class OrderManager:
     def _submit(self, order: Order) -> None:
         now = self._clock.now_ns()
         check = self._instruments[order.symbol].validate_order(order.qty, order.price, order.side)
+        # `!s`: the str of a StrEnum is its value, and str of a Decimal (or None) is what formatting
+        # writes, without Decimal's and Enum's much slower `__format__`.
         self._log.record(
-            f"submit {order.client_order_id} {order.symbol} {order.side.value} "
-            f"{order.order_type.value} {order.qty} {order.price} {order.stop_price} {order.tag} {now}"
+            f"submit {order.client_order_id} {order.symbol} {order.side!s} "
+            f"{order.order_type!s} {order.qty!s} {order.price!s} {order.stop_price!s} {order.tag} {now}"
         )
-        if not check:
+        if not check.ok:
             order.transition(OrderStatus.REJECTED, now, check.reason)
             self._log.record(f"rejected {order.client_order_id} {now} {check.reason}")
             self._on_order_update(order)
@@ -794,7 +808,7 @@ class OrderManager:
 
     def _handle_fill(self, order: Order, fill: Fill) -> None:
         # An order we saw end (a cancel confirmed first): the venue's fill is still the truth.
-        late = order.is_terminal
+        late = order.status in TERMINAL_STATUSES
         if not self._book_fill(order, fill):
             return
         group = self._group_of.get(order.client_order_id)
@@ -810,7 +824,7 @@ class OrderManager:
                 self._on_entry_fill(group, fill)
             else:
                 self._on_exit_fill(group, order, fill)
-        elif order.tag == Leg.EXIT.value and not order.is_open:
+        elif order.tag == _EXIT_TAG and order.status not in OPEN_STATUSES:
             self._exit_shares.pop(order.client_order_id, None)
             self._exit_attempts.pop(order.client_order_id, None)
         self._on_order_update(order)
@@ -822,15 +836,16 @@ class OrderManager:
         self._execution_ids.add(fill.execution_id)
         if not order.venue_order_id:
             order.venue_order_id = fill.venue_order_id  # a fill may come before the accept
-        if order.can_transition(OrderStatus.PARTIALLY_FILLED) or order.can_transition(OrderStatus.FILLED):
+        allowed = TRANSITIONS[order.status]
+        if OrderStatus.PARTIALLY_FILLED in allowed or OrderStatus.FILLED in allowed:
             order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         else:
             # The venue executed it after we saw the order end (a fill racing a cancel):
             # the trade happened, so the portfolio must book it; the order stays as it was.
             self._log.record(f"late_fill {order.client_order_id} {fill.execution_id} {order.status.value}")
         self._log.record(
-            f"fill {order.client_order_id} {fill.execution_id} {fill.qty} {fill.price} "
-            f"{fill.fee} {fill.ts_event}"
+            f"fill {order.client_order_id} {fill.execution_id} {fill.qty!s} {fill.price!s} "
+            f"{fill.fee!s} {fill.ts_event}"  # !s: see `_submit`
         )
         self._on_fill(order, fill)
         return True
@@ -848,8 +863,8 @@ class OrderManager:
             group.exited -= fill.qty  # an overfill bought (or sold) back
         else:
             group.exited += fill.qty
-        if order.tag in (Leg.TP1.value, Leg.TP2.value):
-            leg = 0 if order.tag == Leg.TP1.value else 1
+        if order.tag in (_TP1_TAG, _TP2_TAG):
+            leg = 0 if order.tag == _TP1_TAG else 1
             group.tp_filled[leg] += fill.qty
             if leg == 0 and group.break_even and group.entry_filled > 0:
                 instrument = self._instruments[group.symbol]
@@ -873,6 +888,8 @@ class OrderManager:
         if self.exit_policy is ExitPolicy.STOP_RESTING:
             self._resize_stop_resting(group)
             return
+        if group.stop is None and not group.targets:
+            return  # nothing to rest: a plan without a stop or targets
         open_qty = group.open_qty
         exit_side = group.side.opposite
         if group.stop is not None:
@@ -1086,7 +1103,7 @@ class OrderManager:
     def _close_group(self, group: OcoGroup) -> None:
         group.closed = True
         for client_order_id in group.member_ids():
-            if self.orders[client_order_id].tag != Leg.EXIT.value:
+            if self.orders[client_order_id].tag != _EXIT_TAG:
                 self.cancel(client_order_id)
         groups = self._open_groups.get((group.strategy, group.symbol))
         if groups is not None and group in groups:
@@ -1138,7 +1155,7 @@ class OrderManager:
 
     def _on_child_gone(self, order: Order) -> None:
         """A child ended without filling (rejected or expired)."""
-        if order.tag == Leg.EXIT.value:
+        if order.tag == _EXIT_TAG:
             self._on_exit_gone(order)
             return
         group = self._group_of.get(order.client_order_id)
@@ -1146,7 +1163,7 @@ class OrderManager:
             if group is not None and order.client_order_id == group.entry_id and group.entry_filled == 0:
                 self._close_group(group)
             return
-        if order.tag == Leg.STOP.value and order.client_order_id not in self._replaced:
+        if order.tag == _STOP_TAG and order.client_order_id not in self._replaced:
             # A refused stop must not leave a naked position: close it at market.
             self._alert(
                 "stop_rejected",
@@ -1157,7 +1174,7 @@ class OrderManager:
             self._close_group(group)
             self._settle(group, "protective stop rejected")
         elif self.exit_policy is ExitPolicy.STOP_RESTING:
-            if order.tag != Leg.STOP.value and order.status is OrderStatus.REJECTED:
+            if order.tag != _STOP_TAG and order.status is OrderStatus.REJECTED:
                 self._alert(
                     "target_rejected",
                     f"{group.symbol}: released target {order.client_order_id} refused: {order.reason}; "
@@ -1170,7 +1187,7 @@ class OrderManager:
         """A cancel confirmed: a closing exit the venue cancelled (not we) closes again; under
         STOP_RESTING a replaced stop's confirmation lets its successor go, and a released target
         cancelled unfilled gives its share back to the stop."""
-        if order.tag == Leg.EXIT.value:
+        if order.tag == _EXIT_TAG:
             if order.client_order_id not in self._cancel_requested:
                 self._on_exit_gone(order)
             return

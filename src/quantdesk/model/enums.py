@@ -56,16 +56,19 @@ class OrderStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
     @property
     def is_open(self) -> bool:
         """Working at the venue (or possibly so): not yet terminal and past submission."""
-        return self in _OPEN
+        return self in OPEN_STATUSES
 
 
-_TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
-_OPEN = frozenset(
+# Terminal and open (working, or possibly so) statuses, as sets for hot-path membership tests.
+TERMINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+OPEN_STATUSES = frozenset(
     {
         OrderStatus.SUBMITTED,
         OrderStatus.UNKNOWN,

@@ -11,9 +11,10 @@ from decimal import Decimal
 
 import msgspec
 
-from quantdesk.model.enums import OrderStatus, OrderType, Side, TimeInForce
+from quantdesk.model.enums import OPEN_STATUSES, TERMINAL_STATUSES, OrderStatus, OrderType, Side, TimeInForce
 
 S = OrderStatus
+_ZERO = Decimal(0)
 
 # Every legal move. A cancel that the venue refuses returns PENDING_CANCEL to a
 # working state, and a fill may race a cancel, so those edges exist on purpose.
@@ -72,9 +73,10 @@ class Order(msgspec.Struct, eq=False, gc=False):
     ts_created: int = 0
     status: OrderStatus = OrderStatus.INITIALIZED
     venue_order_id: str = ""
-    filled_qty: Decimal = msgspec.field(default_factory=Decimal)
-    avg_fill_price: Decimal = msgspec.field(default_factory=Decimal)
-    fees: Decimal = msgspec.field(default_factory=Decimal)
+    # One shared zero (Decimals are immutable): a default factory would be a call per order.
+    filled_qty: Decimal = _ZERO
+    avg_fill_price: Decimal = _ZERO
+    fees: Decimal = _ZERO
     reason: str = ""
     ts_last: int = 0
 
@@ -82,13 +84,15 @@ class Order(msgspec.Struct, eq=False, gc=False):
     def leaves_qty(self) -> Decimal:
         return self.qty - self.filled_qty
 
+    # The status sets directly, not `OrderStatus.is_terminal`/`is_open`: one call instead of two,
+    # asked several times per order on the hot path.
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        return self.status in TERMINAL_STATUSES
 
     @property
     def is_open(self) -> bool:
-        return self.status.is_open
+        return self.status in OPEN_STATUSES
 
     def can_transition(self, status: OrderStatus) -> bool:
         return status in TRANSITIONS[self.status]
@@ -108,7 +112,7 @@ class Order(msgspec.Struct, eq=False, gc=False):
         """Record an execution: quantity, volume-weighted average price, fees and the new status."""
         if qty <= 0:
             raise ValueError(f"order {self.client_order_id}: fill quantity must be positive")
-        if qty > self.leaves_qty:
+        if qty > self.qty - self.filled_qty:  # leaves_qty
             raise IllegalTransition(
                 f"order {self.client_order_id}: fill of {qty} exceeds leaves {self.leaves_qty}"
             )

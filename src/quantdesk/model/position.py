@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 
+from quantdesk.model.enums import Side
 from quantdesk.model.fill import Fill
 
 _ZERO = Decimal(0)
@@ -62,7 +63,7 @@ class Position:
 
     def apply(self, fill: Fill) -> Decimal:
         """Apply a fill; return the P&L it realised (before fees)."""
-        signed = fill.signed_qty
+        signed = fill.qty if fill.side is Side.BUY else -fill.qty  # Fill.signed_qty, without the call
         realized = _ZERO
         self.fees += fill.fee
         self.ts_last = fill.ts_event

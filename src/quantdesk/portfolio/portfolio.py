@@ -39,7 +39,9 @@ class Portfolio:
 
     def apply_fill(self, fill: Fill) -> Decimal:
         """Book a fill into cash and its position; return the P&L it realised (before fees)."""
-        position = self.position(fill.symbol)
+        position = self.positions.get(fill.symbol)
+        if position is None:
+            position = self.position(fill.symbol)
         self.account.apply(fill, position.multiplier)
         realized = position.apply(fill)
         if realized:

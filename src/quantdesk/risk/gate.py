@@ -187,7 +187,7 @@ class RiskGate:
             return None
         if not (_plain_positive(entry) and _plain_positive(qty)):
             return None
-        if not instrument.validate_order(qty, None, side):
+        if not instrument.validate_order(qty, None, side).ok:
             return None
         sign = 1 if side is Side.BUY else -1
         multiplier = instrument.multiplier

@@ -29,10 +29,14 @@ class SmaCross(Strategy):
         self._fast_sma = SMA(self.fast)
         self._slow_sma = SMA(self.slow)
         self._cross = Cross()
+        # Bound once: on_bar runs for every bar, and these are its whole per-bar work.
+        self._update_fast = self._fast_sma.update
+        self._update_slow = self._slow_sma.update
+        self._update_cross = self._cross.update
 
     def on_bar(self, bar: Bar) -> None:
         close = bar.close
-        direction = self._cross.update(self._fast_sma.update(close), self._slow_sma.update(close))
+        direction = self._update_cross(self._update_fast(close), self._update_slow(close))
         if direction == 0:
             return
         position = self.position

@@ -314,11 +314,11 @@ class SimulatedExchange:
         if order.stop_price is None and order_type in _STOPPED:
             return f"{order.symbol}: {order_type.value} order needs a stop price"
         check = instrument.validate_order(order.qty, price, order.side)
-        if not check:
+        if not check.ok:
             return check.reason
         if order.stop_price is not None:
             stop_check = instrument.validate_order(order.qty, order.stop_price, order.side)
-            if not stop_check:
+            if not stop_check.ok:
                 return stop_check.reason.replace("price", "stop price", 1)
         if self._enforce_session and self._is_open is not None and not self._is_open(now):
             return f"{order.symbol}: outside the trading session"
@@ -385,7 +385,7 @@ class SimulatedExchange:
             return
         if len(hits) > 1:
             hits.sort(key=_path_order)
-        capacity = self._volume_capacity(bar)
+        capacity = self._volume_capacity(bar) if self._volume_share is not None else None
         for _, _, hit, resting in hits:
             if resting.client_order_id not in self._by_id:
                 continue  # canceled by a fill earlier on this bar (an OCO sibling)
@@ -509,15 +509,17 @@ class SimulatedExchange:
                 del self._resting[resting.symbol]
 
     def _emit(self, event: OrderEvent) -> None:
-        entry = self._book.get(event.client_order_id)
-        if entry is not None:
-            kind = type(event)
-            if kind is OrderFilled:
-                fill = event.fill  # type: ignore[union-attr]
+        kind = type(event)
+        if kind is OrderFilled:
+            fill = event.fill  # type: ignore[union-attr]
+            entry = self._book.get(fill.client_order_id)
+            if entry is not None:
                 entry[4] += fill.qty
                 entry[5] = OrderStatus.FILLED if entry[4] == entry[3] else OrderStatus.PARTIALLY_FILLED
                 entry[6] = fill.ts_event
-            elif kind in _TERMINAL_STATUS:
+        elif kind in _TERMINAL_STATUS:
+            entry = self._book.get(event.client_order_id)
+            if entry is not None:
                 entry[5] = _TERMINAL_STATUS[kind]
                 entry[6] = event.ts_event  # type: ignore[union-attr]
         if self._listener is not None:
