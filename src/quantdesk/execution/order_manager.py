@@ -1078,7 +1078,9 @@ class OrderManager:
         stop: Decimal | None = None,
     ) -> str | None:
         current = self.orders.get(current_id) if current_id is not None else None
-        if current is not None and current.is_open:
+        # A child still waiting for its throttle slot (PENDING_SUBMIT) will be sent: it counts as
+        # working, or a resize would book a second one beside it.
+        if current is not None and (current.is_open or current.status is OrderStatus.PENDING_SUBMIT):
             if current.leaves_qty == qty and current.price == price and current.stop_price == stop:
                 return current_id
             self._replaced.add(current.client_order_id)

@@ -242,3 +242,32 @@ def test_a_throttle_that_refuses_rejects_the_order_locally_with_the_reason() -> 
     refused = _enter_long(r, qty="1", entry="90")
     assert refused.status is OrderStatus.REJECTED and refused.reason.startswith("throttled: orders")
     assert r.venue.query_order(refused.client_order_id) is None
+
+
+def test_a_child_waiting_for_its_throttle_slot_is_replaced_not_doubled() -> None:
+    from quantdesk.execution.throttle import RateLimit, Throttler
+
+    r = rig()
+    r.engine.orders._throttler = Throttler(
+        [RateLimit("orders", 2, 60 * 1_000_000_000)],
+        clock_ns=r.clock.now_ns,
+        policy="wait",
+        max_wait_ns=3_600 * 1_000_000_000,
+    )
+    r.feed(flat_bar(0, 100.0))
+    entry = _enter_long(r, qty="15", entry="90", stop="85")  # rests: the sim will not fill it
+
+    def partial(n: int) -> None:
+        fill = Fill(
+            f"P{n}", entry.client_order_id, entry.venue_order_id, "AAA", Side.BUY, D(5), D(90), D(0), T0, T0
+        )
+        r.engine.orders.on_order_event(OrderFilled(fill))
+
+    partial(1)  # the first stop (5) takes the window's second slot
+    partial(2)  # its replacement (10) waits for a slot
+    partial(3)  # ... and is replaced again (15) while still waiting
+    r.feed(flat_bar(1, 100.0), flat_bar(2, 100.0), flat_bar(3, 100.0))  # slots come free
+    stops = [o for o in r.engine.orders.working_orders() if o.tag == "STOP"]
+    assert [o.qty for o in stops] == [D(15)]
+    at_venue = [s for s in r.venue.open_orders() if s.side is Side.SELL]
+    assert sum((s.qty - s.filled_qty for s in at_venue), D(0)) == D(15)  # never more stop than position
