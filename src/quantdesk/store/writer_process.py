@@ -29,7 +29,6 @@ import multiprocessing
 import pickle
 import signal
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
+from quantdesk.clock import monotonic_ns
 from quantdesk.engine.engine import SignalBlocked
 from quantdesk.engine.pipeline import DecisionRecord
 from quantdesk.model import Signal
@@ -68,7 +68,7 @@ FLUSH_TIMEOUT_S = 30.0
 _SIGNAL_MEMORY = 50_000
 _PR_SET_PDEATHSIG = 1
 # The background thread leaves shipping to `pump` while someone calls it this often.
-_PUMPED_RECENTLY_S = 1.0
+_PUMPED_RECENTLY_NS = 1_000_000_000
 _STATE_ALERTS = frozenset({"store_degraded", "store_recovered"})
 
 
@@ -131,7 +131,7 @@ class ProcessStoreWriter(StoreWriter):
         self._outbox_failures = 0
         # The outbox failed in this process: degraded until the child reaches the store again.
         self._outbox_down = False
-        self._last_pump = 0.0
+        self._last_pump = 0
 
     # -- the child's life ---------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class ProcessStoreWriter(StoreWriter):
         pickling there costs the engine a few microseconds per record, where a shipper
         thread would have to take the interpreter lock from the engine in the middle of
         its work. The background thread only ships if nobody has pumped for a second."""
-        self._last_pump = time.monotonic()
+        self._last_pump = monotonic_ns()
         with self._ship_lock:
             self._ship()
             if self._degraded:
@@ -209,7 +209,7 @@ class ProcessStoreWriter(StoreWriter):
 
     def _run(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            if time.monotonic() - self._last_pump < _PUMPED_RECENTLY_S:
+            if monotonic_ns() - self._last_pump < _PUMPED_RECENTLY_NS:
                 continue
             try:
                 self.pump()
@@ -241,11 +241,11 @@ class ProcessStoreWriter(StoreWriter):
         self._conn.send_bytes(_dumps(message))
 
     def _await(self, token: int) -> None:
-        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        deadline = monotonic_ns() + int(FLUSH_TIMEOUT_S * 1e9)
         while self._acked < token:
-            if time.monotonic() > deadline:
+            if monotonic_ns() > deadline:
                 raise StoreWriteFailed(f"the writer process did not answer within {FLUSH_TIMEOUT_S:g} s")
-            self._read_acks(block=True, timeout=min(1.0, deadline - time.monotonic()))
+            self._read_acks(block=True, timeout=min(1.0, (deadline - monotonic_ns()) / 1e9))
 
     def _read_acks(self, *, block: bool, timeout: float = 0.0) -> None:
         conn = self._conn
