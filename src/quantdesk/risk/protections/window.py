@@ -11,7 +11,9 @@ amortised, whatever the number of symbols. Whatever breaks those assumptions
 (another list, a shorter one, the last trade taken in no longer in its place,
 time going back, trades out of exit order) makes the windows start over from
 the list itself, so the answer is always the one `closed_between` (in `base`)
-gives for the same input.
+gives for the same input. One thing is not detected, since it cannot be in O(1):
+the same list reordered in place with the last trade taken in left at its index.
+The engine's list is append-only; anyone else reorders a copy.
 """
 
 from __future__ import annotations
