@@ -44,6 +44,13 @@ def test_every_builtin_trades_on_synthetic_intraday_data(name: str) -> None:
     assert all(o.is_terminal for o in result.orders)
 
 
+@pytest.mark.parametrize("name", ["vwap_mean_reversion", "vwap_micro_mean_reversion"])
+def test_vwap_strategies_never_emit_a_stop_on_the_wrong_side(name: str) -> None:
+    result = _intraday_run(name, stop_k=2.2)  # a band close to k: stretches past it are common
+    assert result.stats.trades > 0
+    assert not [reason for reason in result.blocked if reason.startswith("MALFORMED")]
+
+
 @pytest.mark.parametrize("name", ["vwap_mean_reversion", "opening_range_breakout"])
 def test_intraday_strategies_are_flat_at_each_session_end(name: str) -> None:
     result = _intraday_run(name)

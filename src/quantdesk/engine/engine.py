@@ -271,8 +271,8 @@ class Engine:
         if self._publish_signals:
             self.bus.publish(signal)
         problem = self.signal_problem(signal)
-        if problem:
-            self._refuse(signal, problem)
+        if problem is not None:
+            self._refuse(signal, *problem)
             return
         self.pipeline.on_signal(signal)
 
@@ -347,24 +347,26 @@ class Engine:
 
     # -- signals and fills ----------------------------------------------------------------------
 
-    def _refuse(self, signal: Signal, reason: str) -> None:
-        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+    def _refuse(self, signal: Signal, kind: str, reason: str) -> None:
+        self.malformed[kind] = self.malformed.get(kind, 0) + 1
         self.event_log.record(f"refused {signal.strategy} {signal.symbol} {signal.ts} {reason}")
         if self.bus.has_subscribers(SignalBlocked):
             self.bus.publish(SignalBlocked(signal, reason))
 
-    def signal_problem(self, signal: Signal) -> str:
-        """Why a signal is malformed (stop on the wrong side, NaN prices, unknown symbol), or ''."""
+    def signal_problem(self, signal: Signal) -> tuple[str, str] | None:
+        """Why a signal is malformed — its kind (what `malformed` counts) and the full sentence
+        (what the log and the refusal say) — or None: an unknown symbol, a price or quantity that
+        is not a positive number, a stop on the wrong side of the entry (or the last close)."""
         if signal.symbol not in self.instruments:
-            return f"unknown symbol {signal.symbol}"
+            return "unknown symbol", f"unknown symbol {signal.symbol}"
         for name, value in (("entry", signal.entry), ("stop", signal.stop), ("qty", signal.qty)):
             if value is not None and (not value.is_finite() or value <= 0):
-                return f"{name} must be a positive number, got {value}"
+                return f"{name} not a positive number", f"{name} must be a positive number, got {value}"
         for target in signal.targets:
             if not target.is_finite() or target <= 0:
-                return f"target must be a positive number, got {target}"
+                return "target not a positive number", f"target must be a positive number, got {target}"
         if signal.stop is None:
-            return ""
+            return None
         reference = signal.entry
         if reference is None:
             last = self.last_bar.get(signal.symbol)
@@ -372,8 +374,9 @@ class Engine:
         if reference is not None:
             wrong = signal.stop >= reference if signal.side.sign > 0 else signal.stop <= reference
             if wrong:
-                return f"stop {signal.stop} is on the wrong side of entry {reference}"
-        return ""
+                text = f"stop {signal.stop} is on the wrong side of entry {reference}"
+                return "stop on the wrong side", text
+        return None
 
     def _on_fill(self, order: Order, fill: Fill) -> None:
         key = self._book(self.orders.strategy_of(order.client_order_id), order.tag, fill)

@@ -80,7 +80,7 @@ def test_malformed_signals_are_blocked_with_a_reason_and_never_sent(
 def test_a_signal_for_an_unknown_symbol_is_blocked() -> None:
     r = _started()
     r.engine.submit_signal(Signal("x", "ZZZ", Side.BUY, 0))
-    assert r.engine.malformed == {"unknown symbol ZZZ": 1}
+    assert r.engine.malformed == {"unknown symbol": 1}  # counted by kind; the refusal names ZZZ
 
 
 def test_positions_are_tracked_per_strategy_so_exits_do_not_cross() -> None:

@@ -14,8 +14,9 @@ class VwapMeanReversion(Strategy):
     (sell when above, if `allow_short`); exit when price reverts to within `exit_k` deviations of
     VWAP, at the protective stop `stop_k` deviations out, or near the close.
 
-    Waits `warmup_bars` bars into each session so VWAP and its deviation mean
-    something. With `max_hold_bars` > 0 a time stop closes a trade that has not
+    A close already beyond the stop band (|z| >= `stop_k`) is not entered: its stop would
+    sit on the wrong side of the price. Waits `warmup_bars` bars into each session so VWAP
+    and its deviation mean something. With `max_hold_bars` > 0 a time stop closes a trade that has not
     reverted. With `take_profit` the reversion level also rests at the venue as a target
     beside the stop (an OCO pair), instead of waiting for a bar's close to exit.
     Example: k=2.0, stop_k=3.5 on 5-minute bars.
@@ -67,6 +68,8 @@ class VwapMeanReversion(Strategy):
             return
         z = (bar.close - vwap) / std
         features = {"z": z, "vwap": vwap, "std": std}
+        if z <= -self.stop_k or z >= self.stop_k:
+            return  # stretched past the stop band already: the stop would be on the wrong side
         if z <= -self.k:
             self._held = 0
             self.enter_long(
