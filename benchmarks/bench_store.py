@@ -311,6 +311,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--switch-interval-us", type=float, help="sys.setswitchinterval for the run")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one back end")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.switch_interval_us:
@@ -326,7 +327,7 @@ def main() -> None:
     }
     backends = Backends(pg_url)
     try:
-        for name in backends.names:
+        for name in [n for n in backends.names if args.only in (None, n)]:
             result = {
                 "throughput": bench_throughput(backends.fresh(name), bars, args.batch_size),
                 "outbox": bench_outbox(backends.fresh(name), args.outbox),

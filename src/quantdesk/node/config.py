@@ -55,8 +55,10 @@ class NodeConfig(BaseModel):
     exit_at_end: bool = False
     venue_state: Path | None = None
     store_max_buffer: int = Field(default=100_000, ge=1)
-    # "process": batches written by a child process (the engine keeps its GIL); "thread": in-process.
-    store_writer: Literal["process", "thread"] = "process"
+    # "thread": batches written by a thread of this process (the default: measured no slower on
+    # two cores); "process": by a child process, off the engine's GIL, for a machine with a core
+    # to spare for it (docs/PERFORMANCE.md, "Store").
+    store_writer: Literal["process", "thread"] = "thread"
     # How a bracket's exits rest at the venue: "both_resting" (stop and targets; Kite, the
     # simulator) or "stop_resting" (targets held here and released on touch: Alpaca refuses
     # exits that add up to more than the position).

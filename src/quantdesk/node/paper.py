@@ -183,7 +183,7 @@ def build(config: NodeConfig) -> NodeParts:
         "on_alert": alerter.callback(),
     }
     writer = (
-        # The default: the store's work runs in a process of its own, off the engine's GIL.
+        # The store's work in a process of its own, off the engine's GIL (a core to spare).
         ProcessStoreWriter(session_factory(db), url, **writer_options)
         if config.store_writer == "process"
         else StoreWriter(session_factory(db), **writer_options)

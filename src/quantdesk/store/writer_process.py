@@ -26,6 +26,7 @@ import ctypes
 import dataclasses
 import io
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
@@ -67,6 +68,7 @@ FLUSH_TIMEOUT_S = 30.0
 # Signals the child remembers to give a decision shipped later the same signal object.
 _SIGNAL_MEMORY = 50_000
 _PR_SET_PDEATHSIG = 1
+_NICENESS = 10
 # The background thread leaves shipping to `pump` while someone calls it this often.
 _PUMPED_RECENTLY_NS = 1_000_000_000
 _STATE_ALERTS = frozenset({"store_degraded", "store_recovered"})
@@ -391,6 +393,9 @@ def _die_with_parent() -> None:
 def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_size: int) -> None:
     """The writer process: receive records, write them in batches, answer with the figures."""
     _die_with_parent()
+    with contextlib.suppress(OSError):
+        # Under CPU contention the engine comes first: the store's work only has to keep up.
+        os.nice(_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops it in order, after the engine
     alerts: list[tuple[str, str]] = []
     db = make_engine(url)

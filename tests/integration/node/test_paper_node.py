@@ -16,6 +16,7 @@ from quantdesk.node import NodeConfig, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants
 from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series, node_status
 from quantdesk.store.database import StoreUnavailable, make_engine, session_factory
+from quantdesk.store.writer_process import ProcessStoreWriter
 
 FAST_CONFIG = """
 [risk]
@@ -50,8 +51,9 @@ def test_instants_merge_symbols_in_time_order_and_group_equal_times(tmp_path: Pa
     assert all(b.ts_event == ts for ts, bars in instants for b in bars)
 
 
-def test_a_paper_session_trades_persists_and_shuts_down_in_order(tmp_path: Path) -> None:
-    node = PaperNode(settings(tmp_path))
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_paper_session_trades_persists_and_shuts_down_in_order(tmp_path: Path, writer: str) -> None:
+    node = PaperNode(settings(tmp_path, store_writer=writer))
     with capture_logs() as logs:
         run(node)
     parts = node.parts
@@ -81,6 +83,7 @@ def test_a_paper_session_trades_persists_and_shuts_down_in_order(tmp_path: Path)
         fills = connection.execute(sa.text("SELECT count(*) FROM fills")).scalar_one()
     db.dispose()
     assert stored == len(engine.orders.orders)
+    assert isinstance(parts.writer, ProcessStoreWriter) is (writer == "process")
     db = make_engine(parts.db_url)
     with db.connect() as connection:
         connection_sum = connection.execute(sa.text("SELECT sum(qty) FROM fills")).scalar_one()
