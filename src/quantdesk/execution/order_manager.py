@@ -840,9 +840,11 @@ class OrderManager:
         if OrderStatus.PARTIALLY_FILLED in allowed or OrderStatus.FILLED in allowed:
             order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         else:
-            # The venue executed it after we saw the order end (a fill racing a cancel):
-            # the trade happened, so the portfolio must book it; the order stays as it was.
+            # The venue executed it after we saw the order end (a fill racing a cancel): the
+            # trade happened, so the portfolio books it and the order shows it; its status stays.
             self._log.record(f"late_fill {order.client_order_id} {fill.execution_id} {order.status.value}")
+            if fill.qty <= order.leaves_qty:
+                order.apply_late_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         self._log.record(
             f"fill {order.client_order_id} {fill.execution_id} {fill.qty!s} {fill.price!s} "
             f"{fill.fee!s} {fill.ts_event}"  # !s: see `_submit`

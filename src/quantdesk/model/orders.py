@@ -108,6 +108,20 @@ class Order(msgspec.Struct, eq=False, gc=False):
         if reason:
             self.reason = reason
 
+    def apply_late_fill(self, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> None:
+        """Record an execution the venue reports after this order ended (a fill that raced a
+        cancel): the quantity, price and fees change, the status stays — "cancelled, partly
+        filled", as brokers report it. More than what was left is refused, as by `apply_fill`."""
+        if qty <= 0 or qty > self.qty - self.filled_qty:
+            raise IllegalTransition(
+                f"order {self.client_order_id}: late fill of {qty} against leaves {self.leaves_qty}"
+            )
+        new_filled = self.filled_qty + qty
+        self.avg_fill_price = (self.avg_fill_price * self.filled_qty + price * qty) / new_filled
+        self.filled_qty = new_filled
+        self.fees += fee
+        self.ts_last = ts
+
     def apply_fill(self, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> None:
         """Record an execution: quantity, volume-weighted average price, fees and the new status."""
         if qty <= 0:

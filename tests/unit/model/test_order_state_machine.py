@@ -275,3 +275,18 @@ class OrderLifeCycle(RuleBasedStateMachine):
 
 OrderLifeCycle.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 test_random_event_sequences_keep_the_order_consistent = OrderLifeCycle.TestCase
+
+
+def test_a_late_fill_shows_on_a_cancelled_order_without_reopening_it() -> None:
+    order = _order(S.CANCELED, qty=10)
+    order.apply_late_fill(Decimal(4), Decimal("100"), Decimal("0.10"), 7)
+    order.apply_late_fill(Decimal(6), Decimal("101"), Decimal("0.10"), 8)
+    assert order.status is S.CANCELED
+    assert (order.filled_qty, order.avg_fill_price, order.fees, order.ts_last) == (
+        10,
+        Decimal("100.6"),
+        Decimal("0.20"),
+        8,
+    )
+    with pytest.raises(IllegalTransition, match="late fill of 1 against leaves 0"):
+        order.apply_late_fill(Decimal(1), Decimal("100"), Decimal(0), 9)
