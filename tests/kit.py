@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +15,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
+from quantdesk.execution.client_ids import plan_client_id
 from quantdesk.execution.order_manager import BeforeSend
 from quantdesk.model import Bar, Instrument
 from quantdesk.risk.messages import Mode
@@ -21,6 +23,32 @@ from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 
 MINUTE = 60_000_000_000
 T0 = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC, the NYSE open
+
+
+_PLAN_TS = itertools.count()
+
+
+def a_plan_id(
+    qty: Decimal | str,
+    *,
+    strategy: str = "s",
+    symbol: str = "AAA",
+    side: str = "BUY",
+    signal_ts: int | None = None,
+) -> str:
+    """A plan id shaped as the pipeline makes them, for orders entered straight into the order
+    manager: a fresh one per call (a new signal time), or the one of `signal_ts`."""
+    return plan_client_id(
+        strategy=strategy,
+        symbol=symbol,
+        side=side,
+        entry=None,
+        stop=None,
+        targets=(),
+        qty=Decimal(qty),
+        signal_ts=next(_PLAN_TS) if signal_ts is None else signal_ts,
+        config_sha="",
+    )
 
 
 def instrument(symbol: str = "AAA", **kw: object) -> Instrument:

@@ -13,12 +13,11 @@ import random
 from decimal import Decimal
 
 from chaos_venue import ChaosRig, accepts, cancels, chaos_rig, every_event, fills, signed
-from quantdesk.execution.client_ids import plan_client_id
+from kit import a_plan_id
 from quantdesk.model import Instrument, Order, OrderStatus, OrderType, Side, Signal
 from quantdesk.venues.sim import SimVenueConfig
 
 D = Decimal
-_PLANS = iter(range(1_000_000))
 
 
 def _signal(r: ChaosRig, qty: str = "10", stop: str = "95", targets: tuple[str, ...] = ("110",)) -> None:
@@ -49,17 +48,7 @@ def _enter(
     side: Side = Side.BUY,
 ) -> Order:
     """An entry straight to the order manager (for scenarios about order handling alone)."""
-    plan_id = plan_client_id(
-        strategy=strategy,
-        symbol=symbol,
-        side=side.value,
-        entry=None,
-        stop=None,
-        targets=(),
-        qty=D(qty),
-        signal_ts=next(_PLANS),
-        config_sha="",
-    )
+    plan_id = a_plan_id(qty, strategy=strategy, symbol=symbol, side=side.value)
     return r.engine.orders.enter(
         strategy,
         symbol,

@@ -1048,17 +1048,7 @@ class OrderManager:
     ) -> Order:
         """A new stop or released target, known to its group before it is sent (a refusal on the
         spot must find it there)."""
-        child = self._new_order(
-            group.strategy,
-            group.symbol,
-            side,
-            qty,
-            order_type,
-            plan_id=group.plan_id,
-            leg=leg,
-            stop_price=stop,
-        )
-        self._group_of[child.client_order_id] = group
+        child = self._child(group, leg, order_type, side, qty, stop=stop)
         if leg is Leg.STOP:
             group.stop_id = child.client_order_id
         else:
@@ -1089,6 +1079,22 @@ class OrderManager:
             self.cancel(current.client_order_id)
         if qty <= 0:
             return None
+        child = self._child(group, leg, order_type, side, qty, price=price, stop=stop)
+        self._submit(child)
+        return child.client_order_id
+
+    def _child(
+        self,
+        group: OcoGroup,
+        leg: Leg,
+        order_type: OrderType,
+        side: Side,
+        qty: Decimal,
+        *,
+        price: Decimal | None = None,
+        stop: Decimal | None = None,
+    ) -> Order:
+        """A new exit of `group`, registered with it, not yet sent."""
         child = self._new_order(
             group.strategy,
             group.symbol,
@@ -1101,8 +1107,7 @@ class OrderManager:
             stop_price=stop,
         )
         self._group_of[child.client_order_id] = group
-        self._submit(child)
-        return child.client_order_id
+        return child
 
     def _close_group(self, group: OcoGroup) -> None:
         group.closed = True

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kit import MINUTE, T0, bar, flat_bar, rig
+from kit import MINUTE, T0, a_plan_id, bar, flat_bar, rig
 from quantdesk.bus import MessageBus
 from quantdesk.clock import SimulatedClock
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
-from quantdesk.execution.client_ids import plan_client_id
 from quantdesk.execution.order_manager import MAX_EXIT_ATTEMPTS
 from quantdesk.model import (
     Fill,
@@ -32,7 +31,6 @@ from quantdesk.venues.base import VenueCapabilities, VenueListener
 from quantdesk.venues.sim import SimulatedExchange
 
 D = Decimal
-_PLANS = iter(range(1_000_000))
 
 
 class ScriptedVenue:
@@ -134,17 +132,7 @@ def _enter(
         "AAA",
         Side.BUY,
         D(qty),
-        plan_id=plan_client_id(
-            strategy="s",
-            symbol="AAA",
-            side="BUY",
-            entry=None,
-            stop=None,
-            targets=(),
-            qty=D(qty),
-            signal_ts=next(_PLANS),
-            config_sha="",
-        ),
+        plan_id=a_plan_id(qty),
         entry=D(entry) if entry is not None else None,
         stop=D("95"),
         targets=tuple(D(t) for t in targets),

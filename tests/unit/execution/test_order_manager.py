@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kit import MINUTE, T0, bar, flat_bar, rig
-from quantdesk.execution.client_ids import plan_client_id
+from kit import MINUTE, T0, a_plan_id, bar, flat_bar, rig
 from quantdesk.model import (
     Fill,
     Order,
@@ -19,26 +18,13 @@ from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 D = Decimal
 
 
-_PLANS = iter(range(1_000_000))
-
-
 def _enter_long(r, qty="10", stop=None, target=None, entry=None, targets=(), ts=None):  # type: ignore[no-untyped-def]
     return r.engine.orders.enter(
         "s",
         "AAA",
         Side.BUY,
         D(qty),
-        plan_id=plan_client_id(
-            strategy="s",
-            symbol="AAA",
-            side="BUY",
-            entry=None,
-            stop=None,
-            targets=(),
-            qty=D(qty),
-            signal_ts=next(_PLANS) if ts is None else ts,
-            config_sha="",
-        ),
+        plan_id=a_plan_id(qty, signal_ts=ts),
         stop=D(stop) if stop else None,
         targets=(D(target),) if target else tuple(D(t) for t in targets),
         entry=D(entry) if entry else None,
