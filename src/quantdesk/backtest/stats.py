@@ -5,19 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
+from quantdesk.data.series import utc_isoformat as _iso
 from quantdesk.errors import ConfigError, DataError
 from quantdesk.portfolio.trades import TradeRecord
 
 _NS_PER_DAY = 86_400 * 10**9
 _DAYS_PER_YEAR = 365.25
 _SIDES = ("LONG", "SHORT")
+# Where to look for UTC-offset changes: every 6 hours finds each DST switch (zones change at
+# most twice a year), then bisection pins it to the second.
+_OFFSET_PROBE_S = 6 * 3600
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -237,24 +242,89 @@ def compute_stats(
     )
 
 
-def _iso(ts_ns: int) -> str:
-    return pd.Timestamp(ts_ns, unit="ns", tz="UTC").isoformat()
-
-
 def _period_returns(
     ts: npt.NDArray[np.int64], eq: npt.NDArray[np.float64], tz: str
 ) -> tuple[npt.NDArray[np.float64], float]:
     """Simple returns between period closes, and the periods per year they imply."""
-    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ns", utc=True)).tz_convert(tz)
+    local_days = _local_days(ts, tz)
     # backtesting.py reads the bar period off the median gap of the last 100 bars.
     freq_days = int(np.median(np.diff(ts[-100:])) // _NS_PER_DAY) if len(ts) > 1 else 0
-    weekend_share = float(np.mean(index.day_of_week >= 5))
+    weekend_share = float(np.mean(_day_of_week(local_days) >= 5))
     have_weekends = weekend_share > 2 / 7 * 0.6
     per_year = {7: 52.0, 31: 12.0, 365: 1.0}.get(freq_days, 365.0 if have_weekends else 252.0)
     rule = {7: "W", 31: "ME", 365: "YE"}.get(freq_days, "D")
-    closes = pd.Series(eq, index=index).resample(rule).last().dropna()
-    returns = np.asarray(closes.pct_change().dropna().to_numpy(), dtype=np.float64)
+    closes = period_closes(local_days, eq, rule)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        changes = closes[1:] / closes[:-1] - 1.0
+    returns = np.asarray(changes[~np.isnan(changes)], dtype=np.float64)
     return returns, per_year
+
+
+def period_closes(
+    local_days: npt.NDArray[np.int64], values: npt.NDArray[np.float64], rule: str
+) -> npt.NDArray[np.float64]:
+    """Last non-NaN value of each period that has one, oldest first.
+
+    The same as pandas' `Series(values, index).resample(rule).last().dropna()` for a sorted
+    tz-aware index whose local calendar days (days since 1970-01-01) are `local_days`.
+    `rule` is "D" (day), "W" (weeks ending Sunday), "ME" (month) or "YE" (year).
+    """
+    if rule == "D":
+        keys = local_days
+    elif rule == "W":
+        keys = (local_days + 3) // 7  # 1970-01-01 is a Thursday: weeks run Monday to Sunday
+    elif rule == "ME":
+        keys = local_days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    elif rule == "YE":
+        keys = local_days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64)
+    else:
+        raise ValueError(f"unknown period rule {rule!r}: use D, W, ME or YE")
+    valid = ~np.isnan(values)
+    keys, kept = keys[valid], values[valid]
+    if len(kept) == 0:
+        return np.empty(0, dtype=np.float64)
+    last_of_period = np.append(np.flatnonzero(np.diff(keys) != 0), len(kept) - 1)
+    return np.asarray(kept[last_of_period], dtype=np.float64)
+
+
+def _day_of_week(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Monday 0 .. Sunday 6 of days counted from 1970-01-01 (a Thursday)."""
+    return np.asarray((days + 3) % 7, dtype=np.int64)
+
+
+def _local_days(ts: npt.NDArray[np.int64], tz: str) -> npt.NDArray[np.int64]:
+    """The local calendar day in `tz` (days since 1970-01-01) of each sorted UTC ns timestamp."""
+    zone = ZoneInfo(tz)
+    transitions, offsets = _offset_changes(zone, int(ts[0]) // 10**9, int(ts[-1]) // 10**9 + 1)
+    offset_ns = np.asarray(offsets, dtype=np.int64)[np.searchsorted(transitions, ts, side="right")]
+    return np.asarray((ts + offset_ns) // _NS_PER_DAY, dtype=np.int64)
+
+
+def _offset_changes(zone: ZoneInfo, first_s: int, last_s: int) -> tuple[npt.NDArray[np.int64], list[int]]:
+    """UTC instants (ns) in (first_s, last_s] where `zone` changes its UTC offset, and the
+    offsets (ns) in force from first_s and after each change."""
+
+    def offset_s(at: int) -> int:
+        delta = datetime.fromtimestamp(at, zone).utcoffset()
+        return 0 if delta is None else delta // timedelta(seconds=1)
+
+    changes: list[int] = []
+    offsets = [offset_s(first_s)]
+    lo = first_s
+    while lo < last_s:
+        hi = min(lo + _OFFSET_PROBE_S, last_s)
+        if offset_s(hi) != offsets[-1]:
+            left, right = lo, hi  # the change happens in (left, right]
+            while right - left > 1:
+                mid = (left + right) // 2
+                if offset_s(mid) == offsets[-1]:
+                    left = mid
+                else:
+                    right = mid
+            changes.append(right * 10**9)
+            offsets.append(offset_s(right))
+        lo = hi
+    return np.asarray(changes, dtype=np.int64), [o * 10**9 for o in offsets]
 
 
 def _geometric_mean(returns: npt.NDArray[np.float64]) -> float:

@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import exchange_calendars as xc
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from quantdesk.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NANOS_PER_MINUTE = 60_000_000_000
 
@@ -243,6 +244,10 @@ class MarketCalendar:
 @lru_cache(maxsize=32)
 def _session_table(code: str, start: date, end: date) -> _SessionTable:
     """Build (once per code and range) the arrays every MarketCalendar query reads."""
+    # exchange_calendars and pandas (~150 MB) load only when a calendar is built, so a
+    # backtest without one never imports them.
+    import exchange_calendars as xc
+
     backing = CALENDAR_ALIASES.get(code, code)
     try:
         cal = _build(backing, start, end)
@@ -288,11 +293,16 @@ def _session_table(code: str, start: date, end: date) -> _SessionTable:
 
 
 def _build(code: str, start: date, end: date) -> Any:
+    import exchange_calendars as xc
+
     return xc.get_calendar(code, start=start.isoformat(), end=end.isoformat())
 
 
 def _bounds(code: str) -> tuple[date | None, date | None]:
     """The years a calendar class records; read from its default instance (cached by xc)."""
+    import exchange_calendars as xc
+    import pandas as pd
+
     cls = type(xc.get_calendar(code))
     lo, hi = cls.bound_min(), cls.bound_max()
     return (
@@ -303,6 +313,8 @@ def _bounds(code: str) -> tuple[date | None, date | None]:
 
 def _utc_ns(values: pd.Series[Any]) -> NDArray[np.int64]:
     """A tz-aware datetime column as read-only int64 UTC ns (NaT -> int64 min)."""
+    import pandas as pd
+
     out = np.array(pd.DatetimeIndex(values).as_unit("ns").asi8, dtype=np.int64)
     out.setflags(write=False)
     return out

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from quantdesk.errors import DataError
 from quantdesk.model import Bar
+
+if TYPE_CHECKING:
+    # pandas (~110 MB with pyarrow) is imported only by the functions that take or give frames.
+    import pandas as pd
 
 MAX_PRICE_DECIMALS = 8
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -106,7 +110,7 @@ class BarSeries:
                 i = int(np.flatnonzero(steps <= 0)[0]) + 1
                 raise DataError(
                     f"{self.source}: timestamps of {self.symbol} are not strictly increasing "
-                    f"at bar {i} ({_iso(int(self.ts[i - 1]))} then {_iso(int(self.ts[i]))})"
+                    f"at bar {i} ({utc_isoformat(int(self.ts[i - 1]))} then {utc_isoformat(int(self.ts[i]))})"
                 )
         if not 0 <= self.price_decimals <= MAX_PRICE_DECIMALS:
             raise ValueError(f"price_decimals must be in 0..8, got {self.price_decimals}")
@@ -115,7 +119,9 @@ class BarSeries:
         return len(self.ts)
 
     def __repr__(self) -> str:
-        span = f"{_iso(int(self.ts[0]))}..{_iso(int(self.ts[-1]))}" if len(self) else "empty"
+        span = (
+            f"{utc_isoformat(int(self.ts[0]))}..{utc_isoformat(int(self.ts[-1]))}" if len(self) else "empty"
+        )
         return f"BarSeries({self.symbol!r}, {len(self)} bars, {span}, source={self.source!r})"
 
     def iter_bars(self) -> Iterator[Bar]:
@@ -126,6 +132,8 @@ class BarSeries:
 
     def to_frame(self) -> pd.DataFrame:
         """The bars as a DataFrame: UTC DatetimeIndex named "ts", lowercase OHLCV columns."""
+        import pandas as pd
+
         index = pd.DatetimeIndex(pd.to_datetime(self.ts, unit="ns", utc=True), name="ts")
         return pd.DataFrame({name: np.array(getattr(self, name)) for name in BAR_COLUMNS}, index=index)
 
@@ -162,6 +170,8 @@ class BarSeries:
         the decimals from the float prices. The frame must already be clean
         (validate it with `validate_bars` first if unsure).
         """
+        import pandas as pd
+
         lower = {str(column).lower(): column for column in df.columns}
         if "ts" in lower:
             ts = timestamps_to_ns(df[lower["ts"]])
@@ -194,11 +204,29 @@ class BarSeries:
 
 def timestamps_to_ns(values: pd.Series | pd.Index | npt.NDArray[Any]) -> IntArray:
     """int64 UTC nanoseconds from datetime-like values; naive ones are taken as UTC, NaT -> NAT_NS."""
+    import pandas as pd
+
     index = pd.DatetimeIndex(values)
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     return index.as_unit("ns").to_numpy().view(np.int64)
 
 
-def _iso(ts_ns: int) -> str:
-    return pd.Timestamp(ts_ns, unit="ns", tz="UTC").isoformat()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_isoformat(ts_ns: int) -> str:
+    """ISO 8601 of UTC nanoseconds, as `pd.Timestamp(ts_ns, unit="ns", tz="UTC").isoformat()` writes it.
+
+    Whole seconds have no fraction, whole microseconds six digits, anything finer nine:
+    0 -> "1970-01-01T00:00:00+00:00", 1 -> "1970-01-01T00:00:00.000000001+00:00".
+    """
+    seconds, nanos = divmod(ts_ns, 10**9)
+    wall = (_EPOCH + timedelta(seconds=seconds)).replace(tzinfo=None).isoformat()
+    if nanos == 0:
+        fraction = ""
+    elif nanos % 1000 == 0:
+        fraction = f".{nanos // 1000:06d}"
+    else:
+        fraction = f".{nanos:09d}"
+    return f"{wall}{fraction}+00:00"

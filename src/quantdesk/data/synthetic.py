@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
+from quantdesk.data._sessions import SESSION_EXCEPTIONS
 from quantdesk.data.series import BarSeries, IntArray, infer_price_decimals, timestamps_to_ns
 from quantdesk.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Exchange = Literal["XNYS", "XNSE"]
 TRADING_DAYS_PER_YEAR = 252
@@ -23,15 +29,20 @@ BASE_VOLUME_PER_MINUTE = 1_000.0
 class _Venue:
     calendar: str
     tz: str
-    open: pd.Timedelta
-    close: pd.Timedelta
+    open: time
+    close: time
 
 
 _VENUES: dict[str, _Venue] = {
-    "XNYS": _Venue("XNYS", "America/New_York", pd.Timedelta("09:30:00"), pd.Timedelta("16:00:00")),
+    "XNYS": _Venue("XNYS", "America/New_York", time(9, 30), time(16, 0)),
     # exchange_calendars has no XNSE; BSE (XBOM) keeps the same sessions and holidays.
-    "XNSE": _Venue("XBOM", "Asia/Kolkata", pd.Timedelta("09:15:00"), pd.Timedelta("15:30:00")),
+    "XNSE": _Venue("XBOM", "Asia/Kolkata", time(9, 15), time(15, 30)),
 }
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NS_PER_UNIT = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "min": 60 * 10**9, "h": 3600 * 10**9}
+_NS_PER_UNIT["D"] = 24 * _NS_PER_UNIT["h"]
+_SIMPLE_INTERVAL = re.compile(r"(\d{1,9})(ns|us|ms|s|min|h|D)")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?")
 
 
 def synthetic_intraday(
@@ -80,12 +91,9 @@ def synthetic_intraday(
         raise ConfigError(f"days and bars must be at least 1, got days={days} bars={bars}")
     if not (start_price > 0 and tick_size > 0 and annual_vol >= 0):
         raise ConfigError("start_price and tick_size must be positive, annual_vol not negative")
-    try:
-        step = pd.Timedelta(interval)
-    except ValueError as exc:
-        raise ConfigError(f"interval must be a duration such as '1min', got {interval!r}") from exc
-    step_ns = int(step.value)
-    full_session_bars = int((venue.close - venue.open).value // step_ns) if step_ns > 0 else 0
+    step_ns = _interval_ns(interval)
+    session_ns = _wall_ns(venue.close) - _wall_ns(venue.open)
+    full_session_bars = session_ns // step_ns if step_ns > 0 else 0
     if full_session_bars < 1:
         raise ConfigError(f"interval {interval!r} does not fit in an {exchange} session")
 
@@ -96,7 +104,7 @@ def synthetic_intraday(
         # Early closes make some sessions shorter: ask for a few spare sessions.
         sessions = math.ceil(bars / full_session_bars)
         sessions += sessions // 50 + 2
-    opens, closes = _sessions(venue, pd.Timestamp(start), sessions)
+    opens, closes = _sessions(venue, _first_day(start), sessions)
     counts = (closes - opens) // step_ns
     if bars is not None:
         needed = int(np.searchsorted(np.cumsum(counts), bars)) + 1
@@ -154,13 +162,93 @@ def synthetic_intraday(
     )
 
 
-def _sessions(venue: _Venue, start: pd.Timestamp, count: int) -> tuple[IntArray, IntArray]:
-    """Open and close (UTC ns) of `count` sessions from the first on or after `start`."""
-    # Slow to import (~0.5 s) and only synthetic data needs it.
+def _interval_ns(interval: str) -> int:
+    """`pd.Timedelta(interval)` in ns; plain forms such as "1min" are read without pandas."""
+    match = _SIMPLE_INTERVAL.fullmatch(interval) if isinstance(interval, str) else None
+    if match is not None:
+        return int(match.group(1)) * _NS_PER_UNIT[match.group(2)]
+    import pandas as pd  # other spellings ("1h30min", "90 seconds") as pandas reads them
+
+    try:
+        return int(pd.Timedelta(interval).value)
+    except ValueError as exc:
+        raise ConfigError(f"interval must be a duration such as '1min', got {interval!r}") from exc
+
+
+def _first_day(start: str | pd.Timestamp) -> date:
+    """The calendar day of `start` (its wall-clock date when it carries a zone)."""
+    if isinstance(start, str) and _ISO_DAY.fullmatch(start):
+        try:
+            return datetime.fromisoformat(start).date()
+        except ValueError:
+            pass  # pandas reads more spellings than ISO 8601
+    import pandas as pd
+
+    stamp = pd.Timestamp(start)
+    return (stamp.tz_localize(None) if stamp.tz is not None else stamp).normalize().date()
+
+
+def _wall_ns(wall: time) -> int:
+    return ((wall.hour * 60 + wall.minute) * 60 + wall.second) * 10**9
+
+
+def _utc_ns(day: date, wall: time, tz: str) -> int:
+    local = datetime.combine(day, wall, tzinfo=ZoneInfo(tz))
+    return (local - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _sessions(venue: _Venue, first: date, count: int) -> tuple[IntArray, IntArray]:
+    """Open and close (UTC ns) of `count` sessions from the first on or after `first`.
+
+    Read from the table in `_sessions.py` when it covers the days needed, else from
+    exchange_calendars; both give the same sessions.
+    """
+    # About 252 sessions in 365 days; the margin covers holiday-heavy stretches.
+    end = first + timedelta(days=int(count * 1.5) + 14)
+    table_lo, table_hi, holidays, weekend_sessions, special = SESSION_EXCEPTIONS[venue.calendar]
+    lo, hi = date.fromisoformat(table_lo), date.fromisoformat(table_hi)
+    if venue.calendar == "XBOM":
+        # Its holidays are recorded only up to a year (the table's last day); weekdays after.
+        end = min(end, hi)
+    if first < lo or end > hi:
+        return _calendar_sessions(venue, first, count)
+    closed = frozenset(holidays.split())
+    extra = frozenset(weekend_sessions.split())
+    days: list[date] = []
+    walls: list[tuple[time, time]] = []
+    day = first
+    while day <= end:
+        iso = day.isoformat()
+        if (day.weekday() < 5 and iso not in closed) or iso in extra:
+            days.append(day)
+            hours = special.get(iso)
+            walls.append(
+                (venue.open, venue.close)
+                if hours is None
+                else (time.fromisoformat(hours[0]), time.fromisoformat(hours[1]))
+            )
+        day += timedelta(days=1)
+    day = max(first, end + timedelta(days=1))
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+            walls.append((venue.open, venue.close))
+        day += timedelta(days=1)
+    opens = np.array([_utc_ns(d, o, venue.tz) for d, (o, _) in zip(days, walls, strict=True)], dtype=np.int64)
+    closes = np.array(
+        [_utc_ns(d, c, venue.tz) for d, (_, c) in zip(days, walls, strict=True)], dtype=np.int64
+    )
+    return opens[:count], closes[:count]
+
+
+def _calendar_sessions(venue: _Venue, first_day: date, count: int) -> tuple[IntArray, IntArray]:
+    """`_sessions` read from exchange_calendars, for days the table does not cover."""
+    # Slow to import (~0.5 s) and only synthetic data outside the table needs it.
     import exchange_calendars as xcals
+    import pandas as pd
     from exchange_calendars.exchange_calendar_xbom import XBOMExchangeCalendar
 
-    first = (start.tz_localize(None) if start.tz is not None else start).normalize()
+    first = pd.Timestamp(first_day)
     # About 252 sessions in 365 days; the margin covers holiday-heavy stretches.
     end = first + pd.Timedelta(days=int(count * 1.5) + 14)
     if venue.calendar == "XBOM":
@@ -181,6 +269,10 @@ def _sessions(venue: _Venue, start: pd.Timestamp, count: int) -> tuple[IntArray,
         next_day = end + pd.Timedelta(days=1)
     if len(opens) < count:
         days = pd.bdate_range(next_day, periods=count - len(opens))
-        opens = np.concatenate([opens, timestamps_to_ns((days + venue.open).tz_localize(venue.tz))])
-        closes = np.concatenate([closes, timestamps_to_ns((days + venue.close).tz_localize(venue.tz))])
+        opens = np.concatenate(
+            [opens, timestamps_to_ns((days + pd.Timedelta(_wall_ns(venue.open))).tz_localize(venue.tz))]
+        )
+        closes = np.concatenate(
+            [closes, timestamps_to_ns((days + pd.Timedelta(_wall_ns(venue.close))).tz_localize(venue.tz))]
+        )
     return opens[:count], closes[:count]
