@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from kit import MINUTE, T0, bar, flat_bar
+from quantdesk.engine import Engine
 from quantdesk.execution.recovery import (
     RecoveryConfig,
     StoredFill,
@@ -543,18 +544,25 @@ def test_our_ids_are_told_from_foreign_ones_per_venue_layout() -> None:
     assert not is_own_client_id("QABCDEFGHIJKLMNOPZ01", kite) and not is_own_client_id("", kite)
 
 
-def test_engine_restore_rebuilds_cash_positions_and_trades_from_the_stored_fills() -> None:
+def _traded_then_restarted() -> tuple[Desk, Engine, Engine, list[StoredFill]]:
+    """A desk that traded 60 bars, its engine (kept for comparison), a fresh engine after a crash
+    (not yet restored) and the stored fills."""
     desk = make_desk(MemoryStore())
     desk.boot(recover=False)
     assert desk.feed(*(wave(i) for i in range(60)))
     desk.store.flush()
     old = desk.engine
     assert old is not None and old.closed_trades
-    fills = desk.store.state().fills
+    fills = list(desk.store.state().fills)
     desk.crash()
     desk.boot(recover=False)
-    new = desk.engine
-    assert new is not None and new.restore(fills) == len(fills)
+    assert desk.engine is not None
+    return desk, old, desk.engine, fills
+
+
+def test_engine_restore_rebuilds_cash_positions_and_trades_from_the_stored_fills() -> None:
+    _, old, new, fills = _traded_then_restarted()
+    assert new.restore(fills) == len(fills)
     assert new.portfolio.account.cash == old.portfolio.account.cash
     assert new.portfolio.realized_pnl == old.portfolio.realized_pnl
     assert new.open_strategy_positions() == old.open_strategy_positions()
@@ -584,19 +592,9 @@ def _mem(desk: Desk) -> MemoryStore:
 
 
 def test_a_restart_mid_session_keeps_the_days_start_and_its_losses_for_the_daily_cap() -> None:
-    desk = make_desk(MemoryStore())
-    desk.boot(recover=False)
-    assert desk.feed(*(wave(i) for i in range(60)))
-    desk.store.flush()
-    old = desk.engine
-    assert old is not None and old.closed_trades
+    desk, old, new, fills = _traded_then_restarted()
     before = old.pipeline.risk_state(desk.now)
     assert before.realized_pnl_today != 0  # the day has made or lost money: something to keep
-    fills = desk.store.state().fills
-    desk.crash()
-    desk.boot(recover=False)
-    new = desk.engine
-    assert new is not None
     new.restore(fills)
     after = new.pipeline.risk_state(desk.now)
     assert after.start_of_day_equity == before.start_of_day_equity
