@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
@@ -27,7 +27,7 @@ from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
 from quantdesk.engine.runtime import tune_gc_for_trading
-from quantdesk.errors import UserError
+from quantdesk.errors import FatalError, UserError
 from quantdesk.execution.order_manager import ExitPolicy
 from quantdesk.execution.recovery import Reconciler, RecoveryReport
 from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
@@ -344,6 +344,10 @@ def fill_closing_orders_at_last_price(parts: NodeParts) -> int:
     return priced
 
 
+class NodeFailed(FatalError):
+    """A task of the running node (the replay feed, the order watcher) failed: the node stopped."""
+
+
 class PaperNode:
     """A paper-trading node: replay -> engine -> simulated venue, with the store and the API.
 
@@ -368,6 +372,8 @@ class PaperNode:
         self.parts: NodeParts | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        # "<task>: <error>" once one of the node's tasks failed; `run` raises NodeFailed with it.
+        self.failure = ""
         self.started = asyncio.Event()
         self.api: _ApiServer | None = None
         self.reconciliations = 0
@@ -431,8 +437,10 @@ class PaperNode:
         log.info("api_listening", url=self.api_url, token_file=str(self.config.token_path))
         self._tasks = [
             api_task,
-            asyncio.create_task(self._replay(parts), name="replay"),
-            asyncio.create_task(self._watch(parts), name="order-watcher"),
+            asyncio.create_task(self._guarded("replay", parts, self._replay(parts)), name="replay"),
+            asyncio.create_task(
+                self._guarded("order-watcher", parts, self._watch(parts)), name="order-watcher"
+            ),
         ]
         self.started.set()
         if self._on_started is not None:
@@ -441,6 +449,20 @@ class PaperNode:
             await self._stop.wait()
         finally:
             await self._shutdown(parts)
+        if self.failure:
+            raise NodeFailed(f"the node stopped on an error in its {self.failure}")
+
+    async def _guarded(self, name: str, parts: NodeParts, work: Coroutine[Any, Any, None]) -> None:
+        """Run one of the node's tasks. If it fails, the error is logged with its traceback, alerted,
+        and the node stops (its shutdown pauses and flattens): a feed or watcher that died must not
+        leave a node that looks alive while nothing manages its positions."""
+        try:
+            await work
+        except Exception as error:
+            self.failure = f"{name}: {type(error).__name__}: {error}"
+            log.exception("task_failed", task=name, error=str(error))
+            parts.alerter.callback()("task_failed", self.failure)
+            self.request_stop()
 
     async def _replay(self, parts: NodeParts) -> None:
         await parts.feed.run(self._stop)

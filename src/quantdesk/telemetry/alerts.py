@@ -38,6 +38,7 @@ KINDS: dict[str, tuple[str, Level]] = {
     "store_degraded": ("Store degraded: buffering writes", "failure"),
     "store_recovered": ("Store recovered", "success"),
     "store_record_refused": ("A record the store refuses was set aside", "warning"),
+    "task_failed": ("A node task failed: the node stopped", "failure"),
 }
 # Sends one alert (title, body, level); True when delivered.
 Sender = Callable[[str, str, Level], bool]

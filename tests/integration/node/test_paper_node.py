@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from quantdesk.node import NodeConfig, NodeParts, PaperNode, build
+from quantdesk.node import NodeConfig, NodeFailed, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants
 from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series, node_status
 from quantdesk.store.database import StoreUnavailable, make_engine, session_factory
@@ -289,3 +289,28 @@ def test_an_orphan_found_while_running_reaches_the_alert_urls(tmp_path: Path) ->
         )
         parts.alerter.close(5.0)
         parts.writer.stop()
+
+
+def test_a_replay_that_fails_stops_the_node_with_a_logged_and_alerted_error(tmp_path: Path) -> None:
+    """An exception in the hot path must not leave a node that looks alive with a dead feed."""
+    from http_receiver import serving
+    from quantdesk.model import Bar
+
+    def broken(ts: int, bars: list[Bar]) -> None:
+        raise RuntimeError("matching blew up")
+
+    def on_built(parts: NodeParts) -> None:
+        parts.feed._deliver = broken  # type: ignore[method-assign]
+
+    with serving() as receiver:
+        node = PaperNode(settings(tmp_path, alert_urls=(receiver.url,)), on_built=on_built)
+        with (
+            capture_logs() as logs,
+            pytest.raises(NodeFailed, match="replay: RuntimeError: matching blew up"),
+        ):
+            run(node)
+        failed = [entry for entry in logs if entry["event"] == "task_failed"]
+        assert [entry["task"] for entry in failed] == ["replay"]
+        assert any("matching blew up" in post.get("message", "") for post in receiver.wait_for(1))
+    assert node.parts is not None and node.parts.engine.state.paused
+    assert any(entry["event"] == "Node stopped" for entry in logs)
