@@ -113,13 +113,15 @@ def rig(
     is_open: Callable[[int], bool] | None = None,
     pipeline: PipelineConfig | None = None,
     before_send: BeforeSend | None = None,
+    venue_class: type[SimulatedExchange] = SimulatedExchange,
 ) -> Rig:
+    """An engine on a simulated venue (`venue_class`: a subclass that watches or injects faults)."""
     instruments = list(instruments) or [instrument()]
     by_symbol = {i.symbol: i for i in instruments}
     clock = SimulatedClock(T0 - MINUTE)
     bus = MessageBus()
     log = EventLog(keep=True)
-    venue = SimulatedExchange(by_symbol, cash=cash, config=config, clock_ns=clock.now_ns, is_open=is_open)
+    venue = venue_class(by_symbol, cash=cash, config=config, clock_ns=clock.now_ns, is_open=is_open)
     engine = Engine(
         clock=clock,
         bus=bus,

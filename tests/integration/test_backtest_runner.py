@@ -137,3 +137,21 @@ def test_job_writes_json_and_report(tmp_path) -> None:  # type: ignore[no-untype
 def test_job_rejects_a_symbol_missing_from_the_data() -> None:
     with pytest.raises(UserError, match="no symbol ZZZ"):
         run_job(BacktestJob(strategy="sma_cross", data="sample:GOOG", symbols=("ZZZ",)))
+
+
+def test_a_backtest_makes_no_reference_cycles_per_trade() -> None:
+    """A run pauses the cyclic collector, which is safe only while the per-event work makes no
+    reference cycles: reference counting then frees everything at once. (Compiled, a nested
+    function in the sizer made one per sized plan.)"""
+    import gc
+
+    series = synthetic_intraday("SYN", bars=20_000, seed=7)
+    strategy = get_strategy("sma_cross")("SYN", fast=10, slow=20)
+    gc.collect()
+    result = run_backtest(
+        [strategy], {"SYN": series}, {"SYN": Instrument("SYN")}, cash=Decimal(10**9), default_qty=Decimal(1)
+    )
+    assert gc.isenabled()
+    assert len(result.trades) > 400
+    # Collected now, with the result still held: only what the run dropped in cycles.
+    assert gc.collect() < 50

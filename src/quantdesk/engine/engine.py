@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from quantdesk.bus import MessageBus
 from quantdesk.clock import Clock, TimeEvent, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
@@ -35,16 +37,14 @@ _RECONCILIATION = "reconciliation"
 _EXIT_REASONS = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
 
 
-@dataclass(frozen=True, slots=True)
-class SignalBlocked:
+class SignalBlocked(msgspec.Struct, frozen=True, gc=False):
     """A malformed signal refused before it reached the pipeline (published on the bus)."""
 
     signal: Signal
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class FlattenReport:
+class FlattenReport(msgspec.Struct, frozen=True, gc=False):
     """What a flatten did and how long it took to issue (monotonic ns)."""
 
     canceled: int
@@ -52,8 +52,7 @@ class FlattenReport:
     duration_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class FlattenCompleted:
+class FlattenCompleted(msgspec.Struct, frozen=True, gc=False):
     """A flatten finished: every order it cancelled is gone and every position it closed is flat.
 
     `ts` is when it was asked (clock time); `duration_ns` is wall time (monotonic) from the

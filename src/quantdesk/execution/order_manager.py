@@ -22,8 +22,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-import msgspec
-
 from quantdesk.clock import Clock
 from quantdesk.errors import RetryableError
 from quantdesk.execution.client_ids import ClientIdRegistry, Leg, plan_client_id
@@ -76,34 +74,59 @@ class ExitPolicy(StrEnum):
     STOP_RESTING = "stop_resting"
 
 
-class OcoGroup(msgspec.Struct, eq=False):
-    """An entry and the exits that protect it."""
+class OcoGroup:
+    """An entry and the exits that protect it.
 
-    plan_id: str
-    strategy: str
-    symbol: str
-    side: Side
-    entry_id: str
-    stop: Decimal | None
-    targets: tuple[Decimal, ...]
-    tp1_share: Decimal
-    break_even: bool
-    entry_filled: Decimal = _ZERO
-    entry_cost: Decimal = _ZERO
-    # Net quantity closed by the group's own exit fills (a buy-back of an overfill counts negative).
-    exited: Decimal = _ZERO
-    # What a strategy-level exit or flatten took over closing when it closed the group: its market
-    # order is not the group's, so its fills are not in `exited`.
-    flattened: Decimal = _ZERO
-    tp_filled: list[Decimal] = msgspec.field(default_factory=lambda: [_ZERO, _ZERO])
-    stop_id: str | None = None
-    tp_ids: list[str | None] = msgspec.field(default_factory=lambda: [None, None])
-    exit_ids: list[str] = msgspec.field(default_factory=list)
-    closed: bool = False
-    # STOP_RESTING: a held target the price touched, waiting for the stop to shrink before it goes.
-    releasing: list[bool] = msgspec.field(default_factory=lambda: [False, False])
-    # Closing exits of the group that ended unfilled (refused, expired, cancelled by the venue).
-    exit_failures: int = 0
+    A plain class, not a msgspec Struct: compiled, its fields are C slots, read and written
+    several times per order event.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan_id: str,
+        strategy: str,
+        symbol: str,
+        side: Side,
+        entry_id: str,
+        stop: Decimal | None,
+        targets: tuple[Decimal, ...],
+        tp1_share: Decimal,
+        break_even: bool,
+    ) -> None:
+        self.plan_id = plan_id
+        self.strategy = strategy
+        self.symbol = symbol
+        self.side = side
+        self.entry_id = entry_id
+        self.stop = stop
+        self.targets = targets
+        self.tp1_share = tp1_share
+        self.break_even = break_even
+        self.entry_filled = _ZERO
+        self.entry_cost = _ZERO
+        # Net quantity closed by the group's own exit fills (a buy-back of an overfill counts negative).
+        self.exited = _ZERO
+        # What a strategy-level exit or flatten took over closing when it closed the group: its
+        # market order is not the group's, so its fills are not in `exited`.
+        self.flattened = _ZERO
+        self.tp_filled: list[Decimal] = [_ZERO, _ZERO]
+        self.stop_id: str | None = None
+        self.tp_ids: list[str | None] = [None, None]
+        self.exit_ids: list[str] = []
+        self.closed = False
+        # STOP_RESTING: a held target the price touched, waiting for the stop to shrink before it goes.
+        self.releasing: list[bool] = [False, False]
+        # Closing exits of the group that ended unfilled (refused, expired, cancelled by the venue).
+        self.exit_failures = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"OcoGroup(plan_id={self.plan_id!r}, symbol={self.symbol!r}, side={self.side.value}, "
+            f"entry_filled={self.entry_filled}, exited={self.exited}, flattened={self.flattened}, "
+            f"stop_id={self.stop_id!r}, tp_ids={self.tp_ids!r}, exit_ids={self.exit_ids!r}, "
+            f"closed={self.closed})"
+        )
 
     @property
     def open_qty(self) -> Decimal:

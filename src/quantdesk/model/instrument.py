@@ -52,6 +52,12 @@ class Instrument:
     # marking positions, reference prices and fills all ask for them. Bounded, see below.
     _prices: dict[float, Decimal] = field(init=False, repr=False, compare=False)
 
+    def __reduce__(self) -> tuple[type[Instrument], tuple[object, ...]]:
+        # Pickled by its defining fields (a venue's saved state, records to the writer process):
+        # compiled, a frozen class cannot be restored attribute by attribute. Caches start afresh.
+        fields = (self.exchange, self.currency, self.tick_size, self.lot_size, self.min_qty, self.max_qty)
+        return (Instrument, (self.symbol, *fields, self.multiplier, self.source))
+
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size", "min_qty", "multiplier"):
             value = getattr(self, name)

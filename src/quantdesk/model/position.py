@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
+from typing import Any, cast
 
 from quantdesk.model.enums import Side
 from quantdesk.model.fill import Fill
@@ -21,7 +22,9 @@ def _share(cost: Decimal, part: Decimal, whole: Decimal) -> Decimal:
     with localcontext() as context:
         context.clear_flags()
         share = cost * part / whole
-        if context.flags[Inexact]:
+        # Through Any: the flags are a decimal SignalDict, not the dict typeshed declares (compiled
+        # code checks the declared type).
+        if cast(Any, context).flags[Inexact]:
             share = share.quantize(_COST_QUANTUM)
     return share
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from quantdesk.errors import UserError
 from quantdesk.risk.messages import Mode
@@ -15,8 +16,7 @@ class ModeChangeRefused(UserError):
     """A switch to LIVE without the exact confirmation phrase."""
 
 
-@dataclass(frozen=True, slots=True)
-class StateChange:
+class StateChange(msgspec.Struct, frozen=True, gc=False):
     """One change of trading state, for the audit trail: what, who, why, when (UTC ns)."""
 
     action: str

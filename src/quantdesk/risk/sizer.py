@@ -141,17 +141,9 @@ class Sizer:
             lots = _floor(budget, per_unit * lot)
             wanted = budget
 
-        def basis() -> str:
-            if mode == "fixed":
-                return f"fixed {wanted}"
-            if mode == "signal":
-                return f"signal {wanted}"
-            if mode == "notional":
-                return f"notional {wanted:.2f} at {entry}"
-            return f"risk {budget:.2f} at {per_unit} per unit"
-
         if lots <= 0:
-            return SizeResult(_ZERO, f"{symbol}: {basis()} buys less than one lot of {lot}")
+            basis = _basis(mode, wanted, entry, budget, per_unit)
+            return SizeResult(_ZERO, f"{symbol}: {basis} buys less than one lot of {lot}")
         qty = lots * lot
         caps: list[str] = []
         max_notional = self._sizing.max_notional
@@ -167,11 +159,28 @@ class Sizer:
                 caps.append(f"freeze quantity {instrument.max_qty}")
         capped = f", capped by {' and '.join(caps)}" if caps else ""
         if qty < instrument.min_qty or qty <= 0:
+            basis = _basis(mode, wanted, entry, budget, per_unit)
             return SizeResult(
-                _ZERO, f"{symbol}: {basis()}{capped} gives {qty}, below the minimum {instrument.min_qty}"
+                _ZERO, f"{symbol}: {basis}{capped} gives {qty}, below the minimum {instrument.min_qty}"
             )
         sized = qty
-        return SizeResult(sized, explain=lambda: f"{basis()} -> {sized}{capped}")
+        # Worded only if asked (most approvals are never explained); a module function, not a
+        # closure over this frame: compiled, a nested function and its frame would form a cycle
+        # per sized plan, garbage only the cyclic collector frees.
+        return SizeResult(
+            sized, explain=lambda: f"{_basis(mode, wanted, entry, budget, per_unit)} -> {sized}{capped}"
+        )
+
+
+def _basis(mode: str, wanted: Decimal, entry: Decimal, budget: Decimal, per_unit: Decimal) -> str:
+    """What a size was worked out from, in words."""
+    if mode == "fixed":
+        return f"fixed {wanted}"
+    if mode == "signal":
+        return f"signal {wanted}"
+    if mode == "notional":
+        return f"notional {wanted:.2f} at {entry}"
+    return f"risk {budget:.2f} at {per_unit} per unit"
 
 
 def _positive(value: object) -> TypeGuard[Decimal]:

@@ -26,6 +26,7 @@ import operator
 from collections.abc import Hashable
 from math import fsum, sqrt
 from numbers import Real
+from typing import SupportsFloat, SupportsIndex
 
 from quantdesk.errors import ConfigError
 
@@ -45,7 +46,7 @@ _CANCELLATION = 1e-6
 _NO_SESSION = object()
 
 
-def _check_period(name: str, period: int) -> int:
+def _check_period(name: str, period: SupportsIndex) -> int:
     """The period as a plain int; numpy integers (from a parameter grid) are fine."""
     try:
         value = operator.index(period)
@@ -79,7 +80,7 @@ class SMA:
 
     __slots__ = ("_buf", "_count", "_divisor", "_i", "_period", "_sum", "value")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: SupportsIndex) -> None:
         self._period = _check_period("SMA", period)
         self.reset()
 
@@ -132,9 +133,9 @@ class EMA:
 
     __slots__ = ("_alpha", "_left", "_period", "_seed_sum", "value")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: SupportsIndex) -> None:
         self._period = _check_period("EMA", period)
-        self._alpha = 2.0 / (period + 1)
+        self._alpha = 2.0 / (self._period + 1)
         self.reset()
 
     @property
@@ -252,10 +253,10 @@ class ATR:
 
     __slots__ = ("_left", "_n", "_n1", "_period", "_prev_close", "_seed_sum", "value")
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: SupportsIndex) -> None:
         self._period = _check_period("ATR", period)
-        self._n = float(period)
-        self._n1 = float(period - 1)
+        self._n = float(self._period)
+        self._n1 = float(self._period - 1)
         self.reset()
 
     @property
@@ -315,10 +316,10 @@ class RSI:
         "value",
     )
 
-    def __init__(self, period: int = 14) -> None:
+    def __init__(self, period: SupportsIndex = 14) -> None:
         self._period = _check_period("RSI", period)
-        self._n = float(period)
-        self._n1 = float(period - 1)
+        self._n = float(self._period)
+        self._n1 = float(self._period - 1)
         self.reset()
 
     @property
@@ -411,12 +412,15 @@ class _RollingMoments:
         "_shift",
         "_tol",
         "_wraps_left",
+        "recomputations",
     )
 
-    def __init__(self, name: str, period: int) -> None:
+    def __init__(self, name: str, period: SupportsIndex) -> None:
         self._period = _check_period(name, period)
-        self._n = float(period)
-        self._resync = _resync_wraps(period)
+        self._n = float(self._period)
+        self._resync = _resync_wraps(self._period)
+        # How many O(period) exact passes ran: the cost the resync schedule bounds.
+        self.recomputations = 0
         self._reset_moments()
 
     @property
@@ -466,6 +470,7 @@ class _RollingMoments:
         self._recompute()
 
     def _recompute(self) -> None:
+        self.recomputations += 1
         buf = self._buf
         if buf.count(buf[0]) == self._period:
             self._shift = buf[0]
@@ -505,8 +510,9 @@ class Bollinger(_RollingMoments):
 
     __slots__ = ("_k", "lower", "upper", "value")
 
-    def __init__(self, period: int = 20, k: float = 2.0) -> None:
-        if isinstance(k, bool) or not (isinstance(k, Real) and math.isfinite(k) and k >= 0.0):
+    def __init__(self, period: SupportsIndex = 20, k: SupportsFloat = 2.0) -> None:
+        # Typed as what the caller may pass (a numpy float from a parameter grid); checked here.
+        if isinstance(k, bool) or not (isinstance(k, Real) and math.isfinite(k) and float(k) >= 0.0):
             raise ConfigError(f"Bollinger k must be a finite number >= 0, got {k!r}")
         self._k: float = float(k)
         super().__init__("Bollinger", period)
@@ -576,7 +582,7 @@ class RollingZScore(_RollingMoments):
 
     __slots__ = ("value",)
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: SupportsIndex) -> None:
         super().__init__("RollingZScore", period)
         self.reset()
 

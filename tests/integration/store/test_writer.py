@@ -52,6 +52,7 @@ from quantdesk.store.writer import (
 )
 from quantdesk.strategies import Strategy
 from quantdesk.venues.base import Venue, VenueCapabilities, VenueListener
+from quantdesk.venues.sim import SimulatedExchange
 
 SHA = "5ha" * 21 + "a"
 
@@ -721,7 +722,7 @@ def test_the_background_writer_rides_out_a_real_postgresql_outage(
     _assert_store_matches_engine(desk, open_store(admin_url))
 
 
-def _stored_rig(db_url: str, *, outbox: bool):  # type: ignore[no-untyped-def]
+def _stored_rig(db_url: str, *, outbox: bool, venue_class: type = SimulatedExchange):  # type: ignore[no-untyped-def]
     """An engine on the simulated venue with a StoreWriter on a migrated store."""
     from kit import rig
     from quantdesk.risk.messages import Mode
@@ -731,7 +732,7 @@ def _stored_rig(db_url: str, *, outbox: bool):  # type: ignore[no-untyped-def]
     upgrade(db_url)
     sessions = session_factory(make_engine(db_url))
     writer = StoreWriter(sessions, mode=Mode.BACKTEST, config_sha="t")
-    r = rig(before_send=writer.persist_before_send if outbox else None)
+    r = rig(before_send=writer.persist_before_send if outbox else None, venue_class=venue_class)
     return r, sessions, writer
 
 
@@ -766,19 +767,18 @@ def test_the_engine_commits_each_order_row_before_the_venue_sees_it(db_url: str)
 
     from quantdesk.store import OrderRow
 
-    r, sessions, _ = _stored_rig(db_url, outbox=True)
     seen_at_venue: list[str] = []
-    original_submit = r.venue.submit_order
 
-    def submit(order):  # type: ignore[no-untyped-def]
-        with sessions() as session:
-            row = session.scalars(
-                select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
-            ).one()
-            seen_at_venue.append(str(row.status))
-        original_submit(order)
+    class Watched(SimulatedExchange):
+        def submit_order(self, order: Order) -> None:
+            with sessions() as session:
+                row = session.scalars(
+                    select(OrderRow).where(OrderRow.client_order_id == order.client_order_id)
+                ).one()
+                seen_at_venue.append(str(row.status))
+            super().submit_order(order)
 
-    r.venue.submit_order = submit  # type: ignore[method-assign]
+    r, sessions, _ = _stored_rig(db_url, outbox=True, venue_class=Watched)
     _enter_with_stop(r)
     assert seen_at_venue == ["PENDING_SUBMIT", "PENDING_SUBMIT"]  # the entry, then its stop
 

@@ -10,11 +10,12 @@ cyclic collector nothing (fewer and shorter pauses on the hot path).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from quantdesk.model import (
     Bar,
@@ -40,7 +41,7 @@ from quantdesk.venues.sim.config import FillAt, LimitFill, SimVenueConfig
 from quantdesk.venues.sim.fees import FeeModel, NoFees
 from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match_on_price
 
-SessionKey = Callable[[int], object]
+SessionKey = Callable[[int], Hashable]
 
 
 class _Resting(msgspec.Struct, eq=False, gc=False):
@@ -58,7 +59,7 @@ class _Resting(msgspec.Struct, eq=False, gc=False):
     stop_dec: Decimal | None
     tif: TimeInForce
     eligible_ts: int
-    session: object
+    session: Hashable
     sequence: int
     triggered: bool = False
 
@@ -78,10 +79,48 @@ def _path_order(hit: tuple[float, int, PathHit | None, _Resting]) -> tuple[float
     return hit[0], hit[1]
 
 
+# What outlives the process (`state`/`restore`): everything but references to the running one
+# (clock, calendar, listener, price feed) and what `derive_state` works out again.
+_SAVED_STATE = (
+    "_instruments",
+    "config",
+    "_fees",
+    "cash",
+    "currency",
+    "positions",
+    "_resting",
+    "_by_id",
+    "_seen_ids",
+    "_book",
+    "_last_price",
+    "_sequence",
+    "_execution_sequence",
+    "_executions",
+    "_latency_ns",
+    "_through",
+    "_fill_at_close",
+    "_capabilities",
+)
+# Worked out again by `derive_state`; files written before `state` existed hold them too.
+_DERIVED_STATE = frozenset(
+    {
+        "_enforce_session",
+        "_allow_short",
+        "_check_cash",
+        "_cash_buffer",
+        "_slippage_ticks",
+        "_volume_share",
+        "_day_orders",
+    }
+)
+
+
 def _utc_day(ts: int) -> int:
     return ts // 86_400_000_000_000
 
 
+# Subclassable from Python when compiled: tests and users build fault-injecting venues on it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SimulatedExchange:
     """Matches orders on bars (with the intrabar path of `matching.py`), ticks and quotes.
 
@@ -144,6 +183,20 @@ class SimulatedExchange:
         self._slippage_ticks = config.slippage_ticks
         self._volume_share = config.max_volume_share
         self._day_orders = sum(1 for resting in self._by_id.values() if resting.tif is TimeInForce.DAY)
+
+    def state(self) -> dict[str, Any]:
+        """The account and book as plain data, for a venue whose state outlives its process."""
+        return {name: getattr(self, name) for name in _SAVED_STATE}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what `state` returned (a state saved by an older version may lack a part)."""
+        unknown = set(state) - set(_SAVED_STATE) - _DERIVED_STATE
+        if unknown:
+            raise ValueError(f"not part of a simulated exchange's state: {sorted(unknown)}")
+        for name in _SAVED_STATE:
+            if name in state:
+                setattr(self, name, state[name])
+        self.derive_state()
 
     # -- Venue interface ----------------------------------------------------------------------
 

@@ -21,8 +21,6 @@ from quantdesk.model import Bar, Fill, Order, OrderEvent, OrderFilled, Quote, Ti
 from quantdesk.venues.base import VenueCapabilities, VenueListener, VenueOrderState
 from quantdesk.venues.sim.exchange import SimulatedExchange
 
-# References to the running process (clock, calendar, listener, price feed): never saved.
-_RUNTIME = frozenset({"_is_open", "_now", "_listener", "_price_source", "_session_key"})
 _FORMAT = 1
 
 
@@ -148,7 +146,7 @@ class PersistentExchange:
         """Write the state next to `path` and rename it over `path` (atomic on POSIX)."""
         if self.created_ts is None:
             self.created_ts = self._exchange.clock_ns()
-        state = {k: v for k, v in vars(self._exchange).items() if k not in _RUNTIME}
+        state = self._exchange.state()
         blob = pickle.dumps(
             {
                 "format": _FORMAT,
@@ -178,9 +176,7 @@ class PersistentExchange:
             raise DataError(f"{self.path}: cannot read the venue state: {error}") from None
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise DataError(f"{self.path}: not a venue state file of format {_FORMAT}")
-        vars(self._exchange).update(saved["exchange"])
-        self._exchange.__dict__.setdefault("_executions", [])
-        self._exchange.derive_state()  # a file from an older version may lack some of it
+        self._exchange.restore(saved["exchange"])
         self.submitted = list(saved["submitted"])
         self.fills = list(saved["fills"])
         self.last_ts = saved["last_ts"]

@@ -1,0 +1,79 @@
+"""The hot-path modules compiled to C with mypyc, and the guard against a stale compiled module.
+
+`setup.py` compiles these (unless `QUANTDESK_PURE=1`); everything else stays Python.
+They are the per-bar and per-order path: the feed loop, the engine, the pipeline, the
+order manager, the simulated venue, the model's accounting. Pure data records
+(msgspec Structs of events, fills, signals) stay Python: msgspec builds them in C already.
+
+This module imports nothing from quantdesk: `setup.py` reads it before anything is built.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+from pathlib import Path
+
+COMPILED_MODULES: tuple[str, ...] = (
+    "quantdesk/backtest/runner.py",
+    "quantdesk/bus/bus.py",
+    "quantdesk/clock/clock.py",
+    "quantdesk/engine/engine.py",
+    "quantdesk/engine/pipeline.py",
+    "quantdesk/execution/client_ids.py",
+    "quantdesk/execution/event_log.py",
+    "quantdesk/execution/order_manager.py",
+    "quantdesk/execution/throttle.py",
+    "quantdesk/execution/tracker.py",
+    "quantdesk/model/account.py",
+    "quantdesk/model/instrument.py",
+    "quantdesk/model/orders.py",
+    "quantdesk/model/position.py",
+    "quantdesk/portfolio/portfolio.py",
+    "quantdesk/portfolio/trades.py",
+    "quantdesk/ranking/ranker.py",
+    "quantdesk/risk/gate.py",
+    "quantdesk/risk/kill_switch.py",
+    "quantdesk/risk/protections/manager.py",
+    "quantdesk/risk/protections/window.py",
+    "quantdesk/risk/session.py",
+    "quantdesk/risk/sizer.py",
+    "quantdesk/strategies/indicators.py",
+    "quantdesk/venues/sim/exchange.py",
+    "quantdesk/venues/sim/matching.py",
+)
+
+
+class StaleCompiledModule(ImportError):
+    """A compiled module is older than its source: Python would run the old code."""
+
+
+def stale_modules(src: Path) -> list[str]:
+    """The compiled modules under `src` whose source changed after they were built."""
+    stale = []
+    for module in COMPILED_MODULES:
+        source = src / module
+        stem = source.with_suffix("")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            built = stem.with_name(stem.name + suffix)
+            if built.exists() and source.stat().st_mtime > built.stat().st_mtime:
+                stale.append(module)
+                break
+    return stale
+
+
+def check_source_tree(package_dir: Path) -> None:
+    """In a source checkout (a pyproject.toml beside src/), refuse to run stale compiled code.
+
+    An extension module wins over its .py at import, so after an edit, a pull or a branch
+    switch the old compiled code would run silently. Installed wheels are not checked:
+    their sources and extensions come from one build.
+    """
+    src = package_dir.parent
+    if not (src.parent / "pyproject.toml").exists():
+        return
+    stale = stale_modules(src)
+    if stale:
+        raise StaleCompiledModule(
+            f"compiled modules older than their source: {', '.join(stale)}. "
+            "Rebuild them with `make build` (or delete src/**/*.so to run pure Python)."
+        )

@@ -1,0 +1,60 @@
+"""The compiled hot path: built where it should be, and never run stale."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+from pathlib import Path
+
+import pytest
+
+from quantdesk._compiled import COMPILED_MODULES, StaleCompiledModule, check_source_tree, stale_modules
+
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _tree(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    src = tmp_path / "src"
+    for module in COMPILED_MODULES:
+        (src / module).parent.mkdir(parents=True, exist_ok=True)
+        (src / module).write_text("")
+    return src
+
+
+def _built(src: Path, module: str, *, age_s: float) -> None:
+    source = src / module
+    built = source.with_name(source.stem + SUFFIX)
+    built.write_bytes(b"")
+    when = source.stat().st_mtime - age_s
+    os.utime(built, (when, when))
+
+
+def test_a_module_edited_after_its_build_is_refused_by_name(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    _built(src, "quantdesk/engine/engine.py", age_s=10)
+    _built(src, "quantdesk/bus/bus.py", age_s=-10)  # built after its last edit: fine
+    assert stale_modules(src) == ["quantdesk/engine/engine.py"]
+    with pytest.raises(StaleCompiledModule, match=r"quantdesk/engine/engine\.py.*make build"):
+        check_source_tree(src / "quantdesk")
+
+
+def test_a_pure_tree_and_an_installed_package_are_not_checked(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    check_source_tree(src / "quantdesk")  # no extension at all: pure Python
+    _built(src, "quantdesk/engine/engine.py", age_s=10)
+    (tmp_path / "pyproject.toml").unlink()  # site-packages: one build made both
+    check_source_tree(src / "quantdesk")
+
+
+@pytest.mark.skipif(os.environ.get("QUANTDESK_PURE") == "1", reason="QUANTDESK_PURE=1: a pure build")
+def test_every_hot_path_module_runs_compiled() -> None:
+    """`make test` builds first, so the suite tests what ships; `make pure` + QUANTDESK_PURE=1
+    runs it on the pure sources instead."""
+    pure = []
+    for path in COMPILED_MODULES:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        if not str(module.__file__).endswith(SUFFIX):
+            pure.append(path)
+    assert not pure, f"not compiled (run `make build`): {pure}"
