@@ -116,3 +116,18 @@ def test_a_state_file_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"format": 99}))
     with pytest.raises(DataError, match="not a venue state file"):
         PersistentExchange(exchange([T0]), path)
+
+
+def test_a_state_saved_before_the_explicit_state_list_still_loads(tmp_path: Path) -> None:
+    """Files written when the whole object was saved also hold what `derive_state` works out:
+    ignored on load. A part no version ever saved is refused by name."""
+    now = [T0]
+    venue = exchange(now)
+    venue.submit_order(market("E1"))
+    old_style = {**venue.state(), "_day_orders": 7, "_enforce_session": True}
+    restored = exchange(now)
+    restored.restore(old_style)
+    assert restored.query_order("E1") is not None
+    assert restored.state()["_seen_ids"] == {"E1"}
+    with pytest.raises(ValueError, match="_surprise"):
+        restored.restore({"_surprise": 1})
