@@ -20,7 +20,8 @@ from kit import MINUTE, T0, bar
 from quantdesk.bus import MessageBus
 from quantdesk.clock import SimulatedClock
 from quantdesk.engine import Engine, EngineConfig
-from quantdesk.engine.pipeline import DecisionRecord, PipelineConfig, research_risk_config
+from quantdesk.engine.messages import DecisionRecord
+from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
 from quantdesk.execution.client_ids import DuplicateClientId
 from quantdesk.execution.recovery import (

@@ -2,8 +2,10 @@
 
 `setup.py` compiles these (unless `QUANTDESK_PURE=1`); everything else stays Python.
 They are the per-bar and per-order path: the feed loop, the engine, the pipeline, the
-order manager, the simulated venue, the model's accounting. Pure data records
-(msgspec Structs of events, fills, signals) stay Python: msgspec builds them in C already.
+order manager, the simulated venue, the model's accounting. Modules that define msgspec
+Structs (orders, events, fills, signals, decisions, trades) stay Python: mypyc drops a
+class's keyword arguments when it compiles it, so a frozen, gc=False Struct would come
+out mutable and tracked; msgspec builds them in C already.
 
 This module imports nothing from quantdesk: `setup.py` reads it before anything is built.
 """
@@ -26,20 +28,15 @@ COMPILED_MODULES: tuple[str, ...] = (
     "quantdesk/execution/tracker.py",
     "quantdesk/model/account.py",
     "quantdesk/model/instrument.py",
-    "quantdesk/model/orders.py",
     "quantdesk/model/position.py",
     "quantdesk/portfolio/portfolio.py",
-    "quantdesk/portfolio/trades.py",
-    "quantdesk/ranking/ranker.py",
     "quantdesk/risk/gate.py",
-    "quantdesk/risk/kill_switch.py",
     "quantdesk/risk/protections/manager.py",
     "quantdesk/risk/protections/window.py",
     "quantdesk/risk/session.py",
     "quantdesk/risk/sizer.py",
     "quantdesk/strategies/indicators.py",
     "quantdesk/venues/sim/exchange.py",
-    "quantdesk/venues/sim/matching.py",
 )
 
 

@@ -58,3 +58,23 @@ def test_every_hot_path_module_runs_compiled() -> None:
         if not str(module.__file__).endswith(SUFFIX):
             pure.append(path)
     assert not pure, f"not compiled (run `make build`): {pure}"
+
+
+def test_no_compiled_module_defines_a_msgspec_struct() -> None:
+    """Compiled, `class X(msgspec.Struct, frozen=True, gc=False)` loses its keywords: a frozen
+    record comes out mutable, an identity-compared one compares by value."""
+    import inspect
+
+    import msgspec
+
+    defined = []
+    for path in COMPILED_MODULES:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, msgspec.Struct)
+                and value.__module__ == module.__name__
+            ):
+                defined.append(f"{path}: {name}")
+    assert not defined, f"msgspec Structs defined in compiled modules: {defined}"

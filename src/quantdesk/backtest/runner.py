@@ -25,7 +25,8 @@ from quantdesk.clock import SimulatedClock
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine, EngineConfig
-from quantdesk.engine.pipeline import DecisionRecord, PipelineConfig, research_risk_config
+from quantdesk.engine.messages import DecisionRecord
+from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
 from quantdesk.model import Bar, Fill, Instrument, Order
 from quantdesk.portfolio.trades import TradeRecord

@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import msgspec
-
 from quantdesk.bus import MessageBus
 from quantdesk.clock import Clock, TimeEvent, monotonic_ns
 from quantdesk.clock.calendar import MarketCalendar
+from quantdesk.engine.messages import FlattenCompleted, FlattenReport, SignalBlocked
 from quantdesk.engine.pipeline import PipelineConfig, TradingPipeline
 from quantdesk.execution import EventLog, OrderManager
 from quantdesk.execution.order_manager import AlertHandler, BeforeSend, ExitPolicy
@@ -35,36 +34,6 @@ _ZERO = Decimal(0)
 _DAY_NS = 86_400_000_000_000
 _RECONCILIATION = "reconciliation"
 _EXIT_REASONS = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
-
-
-class SignalBlocked(msgspec.Struct, frozen=True, gc=False):
-    """A malformed signal refused before it reached the pipeline (published on the bus)."""
-
-    signal: Signal
-    reason: str
-
-
-class FlattenReport(msgspec.Struct, frozen=True, gc=False):
-    """What a flatten did and how long it took to issue (monotonic ns)."""
-
-    canceled: int
-    closing_orders: int
-    duration_ns: int
-
-
-class FlattenCompleted(msgspec.Struct, frozen=True, gc=False):
-    """A flatten finished: every order it cancelled is gone and every position it closed is flat.
-
-    `ts` is when it was asked (clock time); `duration_ns` is wall time (monotonic) from the
-    request to the last answer — what the burn-in's "every flatten within 2 s" measures.
-    """
-
-    ts: int
-    actor: str
-    reason: str
-    canceled: int
-    closing_orders: int
-    duration_ns: int
 
 
 @dataclass(frozen=True, slots=True)

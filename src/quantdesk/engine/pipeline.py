@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from quantdesk.clock.calendar import MarketCalendar
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.execution.client_ids import plan_client_id
 from quantdesk.model import Signal
 from quantdesk.portfolio.trades import TradeRecord
@@ -71,23 +70,6 @@ def research_risk_config(qty: Decimal) -> RiskConfig:
         max_data_age_seconds=None,
         sizing=SizingConfig(mode="fixed", fixed_qty=qty, risk_pct=None),
     )
-
-
-class DecisionRecord(msgspec.Struct, frozen=True, gc=False):
-    """What happened to one signal: its plan id, approval or block reasons, and the quantity.
-
-    A frozen msgspec Struct (one is built per signal; see `risk.messages`).
-    """
-
-    plan_id: str
-    signal: Signal
-    approved: bool
-    reasons: tuple[str, ...]
-    details: tuple[str, ...]
-    qty: Decimal
-    risk_amount: Decimal
-    risk_pct: Decimal
-    ts: int
 
 
 class TradingPipeline:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from quantdesk.engine import Engine
-from quantdesk.engine.engine import FlattenCompleted
+from quantdesk.engine.messages import FlattenCompleted
 from quantdesk.errors import UserError
 from quantdesk.execution.throttle import Throttler
 from quantdesk.risk.kill_switch import LIVE_CONFIRMATION, ModeChangeRefused

@@ -8,8 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from quantdesk.engine import Engine
-from quantdesk.engine.engine import FlattenCompleted, SignalBlocked
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord, FlattenCompleted, SignalBlocked
 from quantdesk.model import Fill, Order, Signal
 from quantdesk.risk.kill_switch import StateChange
 

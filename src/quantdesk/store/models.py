@@ -36,7 +36,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeEngine
 
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.errors import FatalError
 from quantdesk.execution.client_ids import Leg
 from quantdesk.model import (

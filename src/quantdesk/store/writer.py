@@ -17,8 +17,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from quantdesk.engine.engine import FlattenCompleted, SignalBlocked
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord, FlattenCompleted, SignalBlocked
 from quantdesk.errors import RetryableError
 from quantdesk.execution.client_ids import DuplicateClientId, Leg
 from quantdesk.model import Fill, Order, OrderStatus, Position, Signal

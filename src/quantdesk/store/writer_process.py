@@ -41,8 +41,7 @@ import msgspec
 import structlog
 
 from quantdesk.clock import monotonic_ns
-from quantdesk.engine.engine import SignalBlocked
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord, SignalBlocked
 from quantdesk.model import Signal
 from quantdesk.risk.messages import Mode
 from quantdesk.store.database import make_engine, session_factory

@@ -13,7 +13,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantdesk.clock import NANOS_PER_SECOND, monotonic_ns
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import BlockReason
 

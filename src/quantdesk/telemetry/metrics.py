@@ -13,8 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from quantdesk.engine.engine import SignalBlocked
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord, SignalBlocked
 from quantdesk.execution.client_ids import Leg
 from quantdesk.model import Order, OrderStatus, Signal
 from quantdesk.risk.gate import position_risk  # the gate's own heat formula, not a copy of it

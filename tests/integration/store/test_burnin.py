@@ -15,7 +15,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.errors import UserError
 from quantdesk.execution.client_ids import ClientIdRegistry, Leg, plan_client_id
 from quantdesk.model import Fill, Instrument, Order, OrderStatus, OrderType, Side, Signal

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.execution.client_ids import Leg
 from quantdesk.model import Fill, Order, OrderStatus, OrderType, Position, Side, Signal
 from quantdesk.risk.kill_switch import StateChange

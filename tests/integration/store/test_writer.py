@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kit import MINUTE, T0, Rig, bar, rig
-from quantdesk.engine.pipeline import DecisionRecord
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.errors import RetryableError
 from quantdesk.execution import OrderManager
 from quantdesk.model import Bar, Fill, Order, OrderStatus, OrderType, Position, Side, Signal

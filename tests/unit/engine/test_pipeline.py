@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kit import MINUTE, T0, bar, flat_bar, instrument, rig
-from quantdesk.engine.pipeline import DecisionRecord, PipelineConfig
+from quantdesk.engine.messages import DecisionRecord
+from quantdesk.engine.pipeline import PipelineConfig
 from quantdesk.model import Bar, Side, Signal
 from quantdesk.ranking import RankingConfig
 from quantdesk.risk import LIVE_CONFIRMATION, Mode, ModeChangeRefused, RiskConfig, SizingConfig

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kit import T0, Rig, flat_bar, instrument, rig
 from quantdesk.clock import SimulatedClock
-from quantdesk.engine.engine import FlattenCompleted
+from quantdesk.engine.messages import FlattenCompleted
 from quantdesk.engine.pipeline import PipelineConfig
 from quantdesk.execution.throttle import KITE_LIMITS, Throttler
 from quantdesk.model import Bar, Order, OrderStatus, OrderType, Side

@@ -14,7 +14,6 @@ from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from mypy_extensions import mypyc_attr
 
 from quantdesk.model import (
@@ -40,28 +39,12 @@ from quantdesk.venues.base import VenueCapabilities, VenueListener, VenueOrderSt
 from quantdesk.venues.sim.config import FillAt, LimitFill, SimVenueConfig
 from quantdesk.venues.sim.fees import FeeModel, NoFees
 from quantdesk.venues.sim.matching import PathHit, bar_path, match_on_bar, match_on_price
+from quantdesk.venues.sim.resting import Resting
+
+# The name state files written before Resting had a module of its own pickled it under.
+_Resting = Resting
 
 SessionKey = Callable[[int], Hashable]
-
-
-class _Resting(msgspec.Struct, eq=False, gc=False):
-    """The venue's own copy of a working order (the engine's Order is never touched here)."""
-
-    client_order_id: str
-    venue_order_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    leaves: Decimal
-    limit: float | None
-    stop: float | None
-    limit_dec: Decimal | None
-    stop_dec: Decimal | None
-    tif: TimeInForce
-    eligible_ts: int
-    session: Hashable
-    sequence: int
-    triggered: bool = False
 
 
 _ZERO = Decimal(0)
@@ -75,7 +58,7 @@ _TERMINAL_STATUS: dict[type, OrderStatus] = {
 }
 
 
-def _path_order(hit: tuple[float, int, PathHit | None, _Resting]) -> tuple[float, int]:
+def _path_order(hit: tuple[float, int, PathHit | None, Resting]) -> tuple[float, int]:
     return hit[0], hit[1]
 
 
@@ -154,8 +137,8 @@ class SimulatedExchange:
         self.currency = currency
         self.positions: dict[str, Decimal] = {}
         self._listener: VenueListener | None = None
-        self._resting: dict[str, list[_Resting]] = {}
-        self._by_id: dict[str, _Resting] = {}
+        self._resting: dict[str, list[Resting]] = {}
+        self._by_id: dict[str, Resting] = {}
         self._seen_ids: set[str] = set()
         # Every order the venue has seen: [venue id, symbol, side, qty, filled, status, ts].
         self._book: dict[str, list[Any]] = {}
@@ -228,7 +211,7 @@ class SimulatedExchange:
             self._emit(OrderRejected(order.client_order_id, now, reason))
             return
         self._sequence += 1
-        resting = _Resting(
+        resting = Resting(
             client_order_id=order.client_order_id,
             venue_order_id=f"SIM-{self._sequence}",
             symbol=order.symbol,
@@ -401,7 +384,7 @@ class SimulatedExchange:
                     )
         return ""
 
-    def _expire_stale(self, book: list[_Resting], ts: int) -> None:
+    def _expire_stale(self, book: list[Resting], ts: int) -> None:
         if not self._day_orders or not any(resting.tif is TimeInForce.DAY for resting in book):
             return
         session = None
@@ -413,11 +396,11 @@ class SimulatedExchange:
                     self._remove(resting)
                     self._emit(OrderExpired(resting.client_order_id, ts, "DAY order: session ended"))
 
-    def _match_bar(self, bar: Bar, book: list[_Resting]) -> None:
+    def _match_bar(self, bar: Bar, book: list[Resting]) -> None:
         ts = bar.ts_event
         self._expire_stale(book, ts)
         path = bar_path(bar.open, bar.high, bar.low, bar.close)
-        hits: list[tuple[float, int, PathHit | None, _Resting]] = []
+        hits: list[tuple[float, int, PathHit | None, Resting]] = []
         for resting in book:
             if resting.eligible_ts > ts:
                 continue
@@ -474,7 +457,7 @@ class SimulatedExchange:
     def _match_price(
         self,
         symbol: str,
-        book: list[_Resting],
+        book: list[Resting],
         buy_price: float,
         sell_price: float,
         ts: int,
@@ -513,11 +496,11 @@ class SimulatedExchange:
             if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
                 self._cancel_ioc(resting, ts)
 
-    def _cancel_ioc(self, resting: _Resting, ts: int) -> None:
+    def _cancel_ioc(self, resting: Resting, ts: int) -> None:
         self._remove(resting)
         self._emit(OrderCanceled(resting.client_order_id, ts, "IOC: unfilled remainder canceled"))
 
-    def _fill(self, resting: _Resting, qty: Decimal, raw_price: float, ts: int, *, slip: bool) -> None:
+    def _fill(self, resting: Resting, qty: Decimal, raw_price: float, ts: int, *, slip: bool) -> None:
         instrument = self._instruments[resting.symbol]
         if resting.limit_dec is not None and raw_price == resting.limit:
             price = resting.limit_dec
@@ -551,7 +534,7 @@ class SimulatedExchange:
         self._executions.append(fill)
         self._emit(OrderFilled(fill))
 
-    def _remove(self, resting: _Resting) -> None:
+    def _remove(self, resting: Resting) -> None:
         if self._by_id.pop(resting.client_order_id, None) is not None and resting.tif is TimeInForce.DAY:
             self._day_orders -= 1
         self._fees.forget_order(resting.client_order_id)
