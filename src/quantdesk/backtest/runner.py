@@ -326,7 +326,7 @@ def _chunks(
         yield (
             [names[i] for i in which[start:end].tolist()],
             ts[start:end].tolist(),
-            *(columns[name][start:end].tolist() for name in ("open", "high", "low", "close", "volume")),
+            *[columns[name][start:end].tolist() for name in ("open", "high", "low", "close", "volume")],
         )
 
 

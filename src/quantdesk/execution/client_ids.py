@@ -27,7 +27,7 @@ _READABLE_PREFIX = "qd-"
 _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # Byte b -> the base32 letter of its low 5 bits: one uniformly distributed letter per hash byte.
-_LETTER_OF_BYTE = bytes(ord(_BASE32[b % 32]) for b in range(256))
+_LETTER_OF_BYTE = bytes([ord(_BASE32[b % 32]) for b in range(256)])
 _PERSON = b"quantdesk.plan"
 # Decimals are written exactly whatever their digits: normalize() in the default context
 # would round them to 28 significant digits.

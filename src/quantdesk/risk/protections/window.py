@@ -136,12 +136,14 @@ class TradeWindows:
         window = TradeWindow()
         keep = self._keep
         window._deque.extend(
-            trade
-            for trade in trades[: self._consumed]
-            if trade.exit_time
-            and (symbol is None or trade.symbol == symbol)
-            and (side is None or trade.side == side)
-            and (keep is None or keep(trade))
+            [
+                trade
+                for trade in trades[: self._consumed]
+                if trade.exit_time
+                and (symbol is None or trade.symbol == symbol)
+                and (side is None or trade.side == side)
+                and (keep is None or keep(trade))
+            ]
         )
         return window
 
