@@ -39,8 +39,8 @@ backtest: $(COMPILED)
 		--cash 100000 --json out/sma_cross_goog.json --report out/sma_cross_goog.html
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check setup.py src tests benchmarks
+	$(BIN)/ruff format --check setup.py src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
