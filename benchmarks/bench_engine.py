@@ -14,9 +14,11 @@ exactly equal, quantdesk's exact SMA does not (see docs/PERFORMANCE.md).
     # NautilusTrader pins pandas<3: run its side from a venv of its own, in the same run
     .venv/bin/python benchmarks/bench_engine.py --peer-python nautilus=/tmp/naut-venv/bin/python
 
-quantdesk's timing is `run_backtest` as a user calls it: the full engine (strategy
-callbacks, signals, order state machine, simulated matching, portfolio, event log
-hash) plus building trades, the equity curve and statistics. Data generation is
+quantdesk runs as built: compiled after `make build` (`make bench` builds first), pure
+after `make pure`; each run's JSON says which (`compiled`). Its timing is
+`run_backtest` as a user calls it: the full engine (strategy callbacks, signals, order
+state machine, simulated matching, portfolio, event log hash) plus building trades,
+the equity curve and statistics. Data generation is
 excluded for every engine; peers' own data wrangling is reported apart.
 """
 
@@ -89,10 +91,12 @@ def _child_quantdesk(n: int) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     import quantdesk
+    import quantdesk.engine.engine
 
     return {
         "name": "quantdesk",
         "version": quantdesk.__version__,
+        "compiled": not str(quantdesk.engine.engine.__file__).endswith(".py"),
         "seconds": seconds,
         "prepare_seconds": 0.0,
         "trades": len(result.trades),
