@@ -1,7 +1,9 @@
 """What the engine and its pipeline publish on the bus: decision records, blocked signals, flattens.
 
-Frozen msgspec Structs, kept apart from the compiled engine modules: mypyc drops a class's
-keyword arguments (frozen, gc=False) when it compiles a Struct's definition.
+Frozen msgspec Structs, kept apart from the compiled engine modules: mypyc drops a
+class's keyword arguments (frozen, gc=False) when it compiles a Struct's definition.
+They are `gc=False`: holding only scalars, strings and immutable containers they cannot
+be part of a reference cycle, and untracked they cost the cyclic collector nothing.
 """
 
 from __future__ import annotations

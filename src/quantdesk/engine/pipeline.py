@@ -4,10 +4,6 @@ This is the only path from a strategy's idea to an entry order: `OrderManager.en
 is called from `_approve` and nowhere else (a test checks the source). Every
 signal ends in exactly one recorded decision, approved or blocked with all its
 reasons, published on the bus and written to the event log.
-
-Structs here are declared `gc=False`: they hold only scalars, strings and immutable
-containers, so they cannot be part of a reference cycle, and untracked they cost the
-cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations

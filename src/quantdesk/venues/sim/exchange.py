@@ -2,10 +2,6 @@
 
 It keeps its own account and positions, as a broker does, so insufficient cash
 is refused here and reconciliation later has a venue-side truth to compare with.
-
-Structs here are declared `gc=False`: they hold only scalars, strings and immutable
-containers, so they cannot be part of a reference cycle, and untracked they cost the
-cyclic collector nothing (fewer and shorter pauses on the hot path).
 """
 
 from __future__ import annotations
