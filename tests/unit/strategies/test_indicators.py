@@ -23,6 +23,7 @@ from quantdesk.strategies.indicators import (
     Cross,
     RollingZScore,
     SessionVWAP,
+    _round_half_even,
 )
 
 LONG = 100_000
@@ -110,6 +111,19 @@ def test_sma_of_tick_grid_prices_sees_equal_means_as_equal(seed: int) -> None:
     cross = Cross()
     cross.update(f - 0.01, s)
     assert cross.update(f, s) == 0  # touching is not crossing
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15),
+        st.integers(-(10**6), 10**6).map(lambda k: k / 2),  # exact halves: the ties
+        st.integers(-(10**9), 10**9).map(lambda k: k / 100 * 1e8),  # cent prices, scaled as the SMA does
+    )
+)
+def test_sma_rounds_its_scaled_input_exactly_as_round_does(v: float) -> None:
+    # The SMA's native rounding must be round()'s, ties to even included, or sums would differ.
+    assert _round_half_even(v) == round(v)
 
 
 def test_indicators_take_numpy_integer_periods() -> None:
