@@ -30,6 +30,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "quantdesk/model/instrument.py",
     "quantdesk/model/position.py",
     "quantdesk/portfolio/portfolio.py",
+    "quantdesk/portfolio/trades.py",
     "quantdesk/risk/gate.py",
     "quantdesk/risk/protections/manager.py",
     "quantdesk/risk/protections/window.py",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 from quantdesk.venues.sim.config import FillAt
 from quantdesk.venues.sim.fees import FeeModel
 
-CHUNK = 65_536
+CHUNK: Final = 65_536
 Progress = Callable[[int, int], None]
 
 

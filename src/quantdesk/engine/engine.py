@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from quantdesk.bus import MessageBus
@@ -30,10 +31,10 @@ from quantdesk.risk.session import EndOfDay
 from quantdesk.strategies import Strategy
 from quantdesk.venues.base import Venue
 
-_ZERO = Decimal(0)
-_DAY_NS = 86_400_000_000_000
-_RECONCILIATION = "reconciliation"
-_EXIT_REASONS = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
+_ZERO: Final = Decimal(0)
+_DAY_NS: Final = 86_400_000_000_000
+_RECONCILIATION: Final = "reconciliation"
+_EXIT_REASONS: Final = {"STOP": "stop", "TP1": "target", "TP2": "target", "EXIT": "exit", "ENTRY": "entry"}
 
 
 @dataclass(frozen=True, slots=True)

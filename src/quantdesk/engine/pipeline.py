@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.messages import DecisionRecord
@@ -37,8 +37,8 @@ from quantdesk.risk.sizer import Sizer
 if TYPE_CHECKING:
     from quantdesk.engine.engine import Engine
 
-_ZERO = Decimal(0)
-_NAN = Decimal("NaN")
+_ZERO: Final = Decimal(0)
+_NAN: Final = Decimal("NaN")
 
 
 @dataclass(frozen=True, slots=True)

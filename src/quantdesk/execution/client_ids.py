@@ -6,32 +6,33 @@ import hashlib
 from collections.abc import Iterable
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from enum import StrEnum
+from typing import Final
 
 from quantdesk.errors import FatalError
 from quantdesk.venues.base import VenueCapabilities
 
 # Bump when the encoding below changes: ids from different versions must never
 # be compared as if they named the same plan. v1 was base32(sha256(JSON of the fields)).
-PLAN_ID_VERSION = "quantdesk.plan/v2"
+PLAN_ID_VERSION: Final = "quantdesk.plan/v2"
 # 52 characters of [A-Z2-7], each carrying 5 bits of the hash: 260 bits.
-PLAN_ID_LENGTH = 52
+PLAN_ID_LENGTH: Final = 52
 # 2 base36 characters in the alphanumeric layout; the readable layout uses the same bound
 # so that both layouts accept exactly the same attempts.
-MAX_ATTEMPT = 36**2 - 1
+MAX_ATTEMPT: Final = 36**2 - 1
 # Fewer hash characters than this (60 bits) would make a collision plausible
 # within a desk's lifetime, so a venue that leaves less room is refused.
-MIN_PLAN_CHARS = 12
+MIN_PLAN_CHARS: Final = 12
 
-_ALPHANUMERIC_PREFIX = "Q"
-_READABLE_PREFIX = "qd-"
-_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_ALPHANUMERIC_PREFIX: Final = "Q"
+_READABLE_PREFIX: Final = "qd-"
+_BASE36: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_BASE32: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # Byte b -> the base32 letter of its low 5 bits: one uniformly distributed letter per hash byte.
-_LETTER_OF_BYTE = bytes([ord(_BASE32[b % 32]) for b in range(256)])
-_PERSON = b"quantdesk.plan"
+_LETTER_OF_BYTE: Final = bytes([ord(_BASE32[b % 32]) for b in range(256)])
+_PERSON: Final = b"quantdesk.plan"
 # Decimals are written exactly whatever their digits: normalize() in the default context
 # would round them to 28 significant digits.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 class Leg(StrEnum):
@@ -49,11 +50,11 @@ class Leg(StrEnum):
         return _LEG_CODES[self]
 
 
-_LEG_CODES = {Leg.ENTRY: "E", Leg.STOP: "S", Leg.TP1: "1", Leg.TP2: "2", Leg.EXIT: "X"}
-_LONGEST_LEG = max(len(leg.value) for leg in Leg)
-_READABLE_LEG = {leg: leg.value.lower() for leg in Leg}
+_LEG_CODES: Final = {Leg.ENTRY: "E", Leg.STOP: "S", Leg.TP1: "1", Leg.TP2: "2", Leg.EXIT: "X"}
+_LONGEST_LEG: Final = max(len(leg.value) for leg in Leg)
+_READABLE_LEG: Final = {leg: leg.value.lower() for leg in Leg}
 # What the readable layout adds around the plan part, for the longest leg and attempt.
-_READABLE_OVERHEAD = len(_READABLE_PREFIX) + len(f"-{'x' * _LONGEST_LEG}-{MAX_ATTEMPT}")
+_READABLE_OVERHEAD: Final = len(_READABLE_PREFIX) + len(f"-{'x' * _LONGEST_LEG}-{MAX_ATTEMPT}")
 
 
 class DuplicateClientId(FatalError):
@@ -145,9 +146,9 @@ def order_client_id(plan_id: str, leg: Leg, *, attempt: int = 0, capabilities: V
 
 
 # Attempt number -> its text in each layout.
-_ALPHANUMERIC_ATTEMPTS = tuple(a + b for a in _BASE36 for b in _BASE36)
-_READABLE_ATTEMPTS = tuple(str(attempt) for attempt in range(MAX_ATTEMPT + 1))
-_PLAN_PART_CACHE_SIZE = 1_024
+_ALPHANUMERIC_ATTEMPTS: Final = tuple(a + b for a in _BASE36 for b in _BASE36)
+_READABLE_ATTEMPTS: Final = tuple(str(attempt) for attempt in range(MAX_ATTEMPT + 1))
+_PLAN_PART_CACHE_SIZE: Final = 1_024
 
 
 def _id_layout(plan_id: str, leg: Leg, capabilities: VenueCapabilities) -> tuple[str, tuple[str, ...]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from quantdesk.clock import Clock
 from quantdesk.errors import RetryableError
@@ -47,19 +47,19 @@ from quantdesk.model.enums import OPEN_STATUSES, TERMINAL_STATUSES
 from quantdesk.model.orders import TRANSITIONS
 from quantdesk.venues.base import Venue, VenueOrderState
 
-_ZERO = Decimal(0)
+_ZERO: Final = Decimal(0)
 # Leg tags as plain strings: an order's tag is compared on every event it gets, and each
 # `Leg.X.value` would be a descriptor call.
-_STOP_TAG = Leg.STOP.value
-_TP1_TAG = Leg.TP1.value
-_TP2_TAG = Leg.TP2.value
-_EXIT_TAG = Leg.EXIT.value
-_TAG_OF_LEG = {leg: leg.value for leg in Leg}
+_STOP_TAG: Final = Leg.STOP.value
+_TP1_TAG: Final = Leg.TP1.value
+_TP2_TAG: Final = Leg.TP2.value
+_EXIT_TAG: Final = Leg.EXIT.value
+_TAG_OF_LEG: Final = {leg: leg.value for leg in Leg}
 # Neither open at the venue nor booked for a later throttle slot (PENDING_SUBMIT, still ours to
 # cancel): what `working_orders` drops from its index.
-_NOT_WORKING = frozenset(OrderStatus) - OPEN_STATUSES - {OrderStatus.PENDING_SUBMIT}
+_NOT_WORKING: Final = frozenset(OrderStatus) - OPEN_STATUSES - {OrderStatus.PENDING_SUBMIT}
 # A closed group's market close is retried this often; then the protective stop goes back on.
-MAX_EXIT_ATTEMPTS = 3
+MAX_EXIT_ATTEMPTS: Final = 3
 
 
 class ExitPolicy(StrEnum):
@@ -72,6 +72,16 @@ class ExitPolicy(StrEnum):
 
     BOTH_RESTING = "both_resting"
     STOP_RESTING = "stop_resting"
+
+
+def _advance(order: Order, status: OrderStatus, ts: int) -> None:
+    """`order.transition(status, ts)` for the per-order path: compiled, a C call, not a Python method.
+
+    Anything the state machine forbids goes to `Order.transition` itself, which raises."""
+    if status not in TRANSITIONS[order.status]:
+        order.transition(status, ts)
+    order.status = status
+    order.ts_last = ts
 
 
 class OcoGroup:
@@ -701,7 +711,7 @@ class OrderManager:
     def _on_accepted(self, order: Order, event: OrderAccepted) -> None:
         if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
             order.venue_order_id = event.venue_order_id
-            order.transition(OrderStatus.ACCEPTED, event.ts_event)
+            _advance(order, OrderStatus.ACCEPTED, event.ts_event)
             self._log.record(f"accepted {order.client_order_id} {event.ts_event}")
 
     def _on_triggered(self, order: Order, event: OrderTriggered) -> None:
@@ -747,19 +757,21 @@ class OrderManager:
         reason: str = "",
     ) -> Order:
         client_order_id = self.ids.issue(plan_id, leg)
+        # Positional, in Order's field order: keywords cost a name match per field, per order.
         order = Order(
-            client_order_id=client_order_id,
-            symbol=symbol,
-            side=side,
-            order_type=order_type,
-            qty=qty,
-            price=price,
-            stop_price=stop_price,
-            time_in_force=self._tif,
-            tag=_TAG_OF_LEG[leg],
-            ts_created=self._clock.now_ns(),
-            reason=reason,
+            client_order_id,
+            symbol,
+            side,
+            order_type,
+            qty,
+            price,
+            stop_price,
+            self._tif,
+            _TAG_OF_LEG[leg],
+            self._clock.now_ns(),
         )
+        if reason:
+            order.reason = reason
         self.orders[client_order_id] = order
         self._working[client_order_id] = order
         self._strategy_of[client_order_id] = strategy
@@ -780,7 +792,7 @@ class OrderManager:
             self._on_order_update(order)
             self._on_child_gone(order)
             return
-        order.transition(OrderStatus.PENDING_SUBMIT, now)
+        _advance(order, OrderStatus.PENDING_SUBMIT, now)
         if self._before_send is not None:
             try:
                 # Persist intent before acting: the order row is committed before the venue call.
@@ -819,7 +831,7 @@ class OrderManager:
             order.transition(OrderStatus.REJECTED, now, "canceled before it was sent")
             self._on_order_update(order)
             return
-        order.transition(OrderStatus.SUBMITTED, now)
+        _advance(order, OrderStatus.SUBMITTED, now)
         try:
             self._venue.submit_order(order)
         except RetryableError as error:

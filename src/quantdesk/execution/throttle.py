@@ -6,14 +6,14 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from quantdesk.clock import NANOS_PER_SECOND
 from quantdesk.errors import ConfigError
 
-NANOS_PER_MILLISECOND = 1_000_000
-NANOS_PER_MINUTE = 60 * NANOS_PER_SECOND
-NANOS_PER_DAY = 24 * 60 * NANOS_PER_MINUTE
+NANOS_PER_MILLISECOND: Final = 1_000_000
+NANOS_PER_MINUTE: Final = 60 * NANOS_PER_SECOND
+NANOS_PER_DAY: Final = 24 * 60 * NANOS_PER_MINUTE
 
 ThrottlePolicy = Literal["wait", "reject"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final
 
 from quantdesk.model.enums import Side
 
@@ -20,9 +21,9 @@ class OrderCheck:
         return self.ok
 
 
-_OK = OrderCheck(True)
-_ZERO = Decimal(0)
-_PRICE_CACHE_SIZE = 4_096
+_OK: Final = OrderCheck(True)
+_ZERO: Final = Decimal(0)
+_PRICE_CACHE_SIZE: Final = 4_096
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from quantdesk.model.enums import Side
 from quantdesk.model.fill import Fill
 
-_ZERO = Decimal(0)
+_ZERO: Final = Decimal(0)
 # The cost a partial close takes out of the position is an average, often a
 # non-terminating one; it is then rounded to this quantum, and whatever the
 # rounding leaves stays in the open cost until the last unit closes. So realised
 # plus unrealised P&L equals the cash flow exactly, and a round trip realises exactly.
-_COST_QUANTUM = Decimal("1E-12")
+_COST_QUANTUM: Final = Decimal("1E-12")
 
 
 def _share(cost: Decimal, part: Decimal, whole: Decimal) -> Decimal:

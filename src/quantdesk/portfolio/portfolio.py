@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Final
 
 from quantdesk.model import Account, Fill, Instrument, Position
 
-_ZERO = Decimal(0)
+_ZERO: Final = Decimal(0)
 
 
 class Portfolio:

@@ -1,83 +1,50 @@
-"""Closed round trips: the trade record and the builder that makes them from fills.
+"""Closed round trips: the builder that makes trade records from fills (compiled: per fill).
 
 A trade opens when a position leaves zero and closes when it returns; a fill
-that flips the position closes one trade and opens the next.
-
-Structs here are declared `gc=False`: they hold only scalars, strings and immutable
-containers, so they cannot be part of a reference cycle, and untracked they cost the
-cyclic collector nothing (fewer and shorter pauses on the hot path).
+that flips the position closes one trade and opens the next. The record itself,
+a msgspec Struct, is `portfolio/trade_record.py` (kept pure; re-exported here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-
-import msgspec
+from typing import Final
 
 from quantdesk.model import Fill, Side
+from quantdesk.portfolio.trade_record import TradeRecord
 
-_SIDES = ("LONG", "SHORT")
+__all__ = ["TradeBuilder", "TradeRecord"]
 
-
-class TradeRecord(msgspec.Struct, frozen=True, gc=False):
-    """One closed round trip: entry and exit of one position in one symbol.
-
-    `pnl` is net of `fees`; times are UTC nanoseconds; `qty` is positive, `side` gives the
-    direction ("LONG" or "SHORT").
-    """
-
-    symbol: str
-    side: str
-    qty: Decimal
-    entry_time: int
-    exit_time: int
-    entry_price: Decimal
-    exit_price: Decimal
-    pnl: Decimal
-    fees: Decimal
-    strategy: str
-    exit_reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.side not in _SIDES:
-            raise ValueError(f"TradeRecord.side must be LONG or SHORT, got {self.side!r}")
-        if self.qty <= 0:
-            raise ValueError(f"TradeRecord.qty must be positive, got {self.qty}")
-        if self.entry_price == 0:
-            raise ValueError("TradeRecord.entry_price must not be zero")
-        if self.exit_time < self.entry_time:
-            raise ValueError("TradeRecord.exit_time is before entry_time")
-
-    @property
-    def return_pct(self) -> float:
-        """Price return of the trade as a fraction (0.02 = +2 %), signed by side, before fees.
-
-        A long that buys at 100 and sells at 102 gives 0.02; a short over the same prices
-        gives -0.02. Fees are left out so the figure does not depend on contract multipliers.
-        """
-        # Float division: a ratio for statistics and protections, asked for often.
-        move = float(self.exit_price) / float(self.entry_price) - 1.0
-        return move if self.side == "LONG" else -move
-
-    @property
-    def duration_ns(self) -> int:
-        """Time held, in nanoseconds."""
-        return self.exit_time - self.entry_time
+_ZERO: Final = Decimal(0)
 
 
-_ZERO = Decimal(0)
-
-
-@dataclass(slots=True)
 class _OpenTrade:
-    side: str
-    entry_time: int
-    qty: Decimal = _ZERO
-    entry_value: Decimal = _ZERO
-    exit_qty: Decimal = _ZERO
-    exit_value: Decimal = _ZERO
-    fees: Decimal = _ZERO
+    """The trade being built: what went in and, so far, what came out."""
+
+    __slots__ = ("entry_time", "entry_value", "exit_qty", "exit_value", "fees", "qty", "side")
+
+    def __init__(
+        self,
+        side: str,
+        entry_time: int,
+        qty: Decimal = _ZERO,
+        entry_value: Decimal = _ZERO,
+        fees: Decimal = _ZERO,
+    ) -> None:
+        self.side = side
+        self.entry_time = entry_time
+        self.qty = qty
+        self.entry_value = entry_value
+        self.exit_qty = _ZERO
+        self.exit_value = _ZERO
+        self.fees = fees
+
+    def __repr__(self) -> str:
+        return (
+            f"_OpenTrade(side={self.side!r}, entry_time={self.entry_time}, qty={self.qty}, "
+            f"entry_value={self.entry_value}, exit_qty={self.exit_qty}, exit_value={self.exit_value}, "
+            f"fees={self.fees})"
+        )
 
 
 class TradeBuilder:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TypeGuard, TypeVar
+from typing import Final, TypeGuard, TypeVar
 
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.model import Instrument, Side
@@ -23,12 +23,12 @@ from quantdesk.risk.messages import (
 )
 from quantdesk.risk.session import EndOfDay
 
-_ZERO = Decimal(0)
-_HUNDRED = Decimal(100)
-_NANOS_PER_SECOND = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO: Final = Decimal(0)
+_HUNDRED: Final = Decimal(100)
+_NANOS_PER_SECOND: Final = 1_000_000_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Mappings known without asking the ABC machinery (an `isinstance` against `Mapping` is slow).
-_PLAIN_MAPPINGS = frozenset({dict, MappingProxyType, LastDataTimes})
+_PLAIN_MAPPINGS: Final = frozenset({dict, MappingProxyType, LastDataTimes})
 
 T = TypeVar("T")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from quantdesk.clock.calendar import NANOS_PER_MINUTE, MarketCalendar
@@ -31,8 +32,8 @@ EXCHANGE_FLATTEN_TIMES: Mapping[str, str] = MappingProxyType({"XNSE": "15:25", "
 #: Zerodha Kite's own square-off of intraday (MIS) positions, IST, by product.
 KITE_MIS_SQUARE_OFF: Mapping[str, str] = MappingProxyType({"equity": "15:20", "fno": "15:25"})
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LOOKAHEAD_DAYS = 15  # longer than any run of holidays and weekends
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LOOKAHEAD_DAYS: Final = 15  # longer than any run of holidays and weekends
 
 
 class EndOfDay:

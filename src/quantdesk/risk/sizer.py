@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TypeGuard
+from typing import Final, TypeGuard
 
 from quantdesk.errors import ConfigError
 from quantdesk.model import Instrument
 from quantdesk.risk.config import SizingConfig
 
-_ZERO = Decimal(0)
-_HUNDRED = Decimal(100)
+_ZERO: Final = Decimal(0)
+_HUNDRED: Final = Decimal(100)
 
 
 class SizeResult:

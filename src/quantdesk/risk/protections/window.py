@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # base imports this module; the protocol is only needed for annotations
     from quantdesk.risk.protections.base import TradeView
 
-_ZERO = Decimal(0)
+_ZERO: Final = Decimal(0)
 _Key = tuple[str | None, str | None]
 
 

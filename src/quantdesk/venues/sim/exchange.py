@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -43,10 +43,10 @@ _Resting = Resting
 SessionKey = Callable[[int], Hashable]
 
 
-_ZERO = Decimal(0)
-_LIMITED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
-_STOPPED = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
-_SLIPPING = frozenset({OrderType.MARKET, OrderType.STOP})
+_ZERO: Final = Decimal(0)
+_LIMITED: Final = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_STOPPED: Final = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+_SLIPPING: Final = frozenset({OrderType.MARKET, OrderType.STOP})
 _TERMINAL_STATUS: dict[type, OrderStatus] = {
     OrderCanceled: OrderStatus.CANCELED,
     OrderExpired: OrderStatus.EXPIRED,
@@ -207,21 +207,22 @@ class SimulatedExchange:
             self._emit(OrderRejected(order.client_order_id, now, reason))
             return
         self._sequence += 1
+        # Positional, in field order: keywords cost a name match per field, per order.
         resting = Resting(
-            client_order_id=order.client_order_id,
-            venue_order_id=f"SIM-{self._sequence}",
-            symbol=order.symbol,
-            side=order.side,
-            order_type=order.order_type,
-            leaves=order.qty,
-            limit=float(order.price) if order.price is not None else None,
-            stop=float(order.stop_price) if order.stop_price is not None else None,
-            limit_dec=order.price,
-            stop_dec=order.stop_price,
-            tif=order.time_in_force,
-            eligible_ts=now + self._latency_ns,
-            session=self._session_key(now),
-            sequence=self._sequence,
+            order.client_order_id,
+            f"SIM-{self._sequence}",
+            order.symbol,
+            order.side,
+            order.order_type,
+            order.qty,
+            float(order.price) if order.price is not None else None,
+            float(order.stop_price) if order.stop_price is not None else None,
+            order.price,
+            order.stop_price,
+            order.time_in_force,
+            now + self._latency_ns,
+            self._session_key(now),
+            self._sequence,
         )
         self._resting.setdefault(order.symbol, []).append(resting)
         if resting.tif is TimeInForce.DAY:
@@ -515,17 +516,17 @@ class SimulatedExchange:
         if resting.leaves == 0:
             self._remove(resting)
         self._execution_sequence += 1
-        fill = Fill(
-            execution_id=f"SIM-E{self._execution_sequence}",
-            client_order_id=resting.client_order_id,
-            venue_order_id=resting.venue_order_id,
-            symbol=resting.symbol,
-            side=resting.side,
-            qty=qty,
-            price=price,
-            fee=fee,
-            ts_event=ts,
-            ts_init=ts,
+        fill = Fill(  # positional, in field order (see `submit_order`)
+            f"SIM-E{self._execution_sequence}",
+            resting.client_order_id,
+            resting.venue_order_id,
+            resting.symbol,
+            resting.side,
+            qty,
+            price,
+            fee,
+            ts,
+            ts,
         )
         self._executions.append(fill)
         self._emit(OrderFilled(fill))
