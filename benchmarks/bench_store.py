@@ -13,8 +13,10 @@
    `engine.end_cycle()`, perf_counter_ns) for events that produced a decision, with
    no writer, and with a writer attached and flushing every 0.2 s: on a thread of
    the engine's process (`StoreWriter`), and in a process of its own
-   (`ProcessStoreWriter`, the node's default). Target: p50 and p99 with persistence
-   within 10% of without.
+   (`ProcessStoreWriter`; the node's default is the thread). Target: p50 and p99 with
+   persistence within 10% of without. Each repeat runs the three back to back, in rotating
+   order, and gives one paired ratio; the median ratio over `--repeat` pairs and the range
+   of the pairs are reported (the machine's drift makes unpaired medians misleading).
 
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
@@ -266,24 +268,34 @@ def latency_run(url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thr
 
 
 def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, rate: int) -> dict[str, Any]:
-    """Runs off and on alternate, so the machine's drift hits both alike; medians over the runs."""
+    """Per repeat, one run without a writer, one with the thread writer and one with the process
+    writer, back to back, their order rotating from one repeat to the next; each repeat gives a
+    paired ratio (with / without), and the result is the median of those ratios with their range.
+
+    Pairing matters on a shared machine: its speed drifts by tens of percent over seconds, so
+    medians of separate runs (the earlier method) can differ by more than the 10% being judged."""
     pace_ns = SECOND // rate if rate else 0
-    off: list[dict[str, float]] = []
-    on: dict[str, list[dict[str, float]]] = {"thread": [], "process": []}
-    for _ in range(repeat):
-        off.append(percentiles_us(latency_run(None, bars, pace_ns)))
-        for kind, runs in on.items():
-            runs.append(percentiles_us(latency_run(backends.fresh(name), bars, pace_ns, kind)))
-    result: dict[str, Any] = {"events_per_s": rate or "unpaced", "decisions": off[0]["count"]}
-    for kind, runs in on.items():
+    kinds = ("off", "thread", "process")
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for i in range(repeat):
+        for kind in kinds[i % 3 :] + kinds[: i % 3]:
+            url = None if kind == "off" else backends.fresh(name)
+            runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind)))
+    off = runs["off"]
+    result: dict[str, Any] = {
+        "events_per_s": rate or "unpaced",
+        "decisions": off[0]["count"],
+        "repeat": repeat,
+    }
+    for kind in ("thread", "process"):
         result[kind] = {}
         for key in ("p50", "p99"):
-            without = statistics.median(r[key] for r in off)
-            with_store = statistics.median(r[key] for r in runs)
+            ratios = [on[key] / without[key] for on, without in zip(runs[kind], off, strict=True)]
             result[kind][key] = {
-                "off_us": without,
-                "on_us": with_store,
-                "ratio": round(with_store / without, 3),
+                "off_us": statistics.median(r[key] for r in off),
+                "on_us": statistics.median(r[key] for r in runs[kind]),
+                "ratio": round(statistics.median(ratios), 3),
+                "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
             }
     return result
 
@@ -294,7 +306,9 @@ def _line(label: str, latency: dict[str, Any]) -> str:
         p50, p99 = latency[kind]["p50"], latency[kind]["p99"]
         lines.append(
             f"  tick-to-decision {label}, writer {kind}: p50 {p50['off_us']} -> {p50['on_us']} us "
-            f"(x{p50['ratio']}), p99 {p99['off_us']} -> {p99['on_us']} us (x{p99['ratio']})"
+            f"(x{p50['ratio']}, pairs {p50['ratio_range'][0]}-{p50['ratio_range'][1]}), "
+            f"p99 {p99['off_us']} -> {p99['on_us']} us "
+            f"(x{p99['ratio']}, pairs {p99['ratio_range'][0]}-{p99['ratio_range'][1]})"
         )
     return "\n".join(lines)
 
@@ -308,7 +322,7 @@ def main() -> None:
     parser.add_argument("--outbox", type=int, default=300)
     parser.add_argument("--latency-bars", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=2_000, help="paced run: bar events per second")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=9, help="paired repeats for latency")
     parser.add_argument("--switch-interval-us", type=float, help="sys.setswitchinterval for the run")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one back end")
