@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from kit import MINUTE, T0, a_plan_id, bar, flat_bar, rig
+from quantdesk.execution.order_manager import _advance
 from quantdesk.model import (
     Fill,
+    IllegalTransition,
     Order,
     OrderFilled,
     OrderStatus,
     OrderType,
     Side,
 )
+from quantdesk.model.orders import TRANSITIONS
 from quantdesk.venues.sim import SimulatedExchange, SimVenueConfig
 
 D = Decimal
@@ -257,3 +262,21 @@ def test_a_child_waiting_for_its_throttle_slot_is_replaced_not_doubled() -> None
     assert [o.qty for o in stops] == [D(15)]
     at_venue = [s for s in r.venue.open_orders() if s.side is Side.SELL]
     assert sum((s.qty - s.filled_qty for s in at_venue), D(0)) == D(15)  # never more stop than position
+
+
+# -- the compiled per-order state move ------------------------------------------------------------
+
+
+def test_the_order_managers_state_move_is_order_transition_for_every_pair_of_states() -> None:
+    # `_advance` is the order manager's fast copy of Order.transition (a C call when compiled): it
+    # must allow exactly what the table allows and raise, changing nothing, for the rest.
+    for source in OrderStatus:
+        for target in OrderStatus:
+            order = Order("ord-1", "AAPL", Side.BUY, OrderType.MARKET, Decimal(5), status=source, reason="r")
+            if target in TRANSITIONS[source]:
+                _advance(order, target, 42)
+                assert (order.status, order.ts_last, order.reason) == (target, 42, "r")
+            else:
+                with pytest.raises(IllegalTransition, match=f"{source.value} -> {target.value}"):
+                    _advance(order, target, 42)
+                assert (order.status, order.ts_last, order.reason) == (source, 0, "r")
