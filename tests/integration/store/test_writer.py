@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kit import MINUTE, T0, Rig, bar, rig
@@ -42,6 +42,7 @@ from quantdesk.store import (
 from quantdesk.store.writer import (
     StoreWriteFailed,
     StoreWriter,
+    _insert,
     audit_values,
     decision_values,
     fill_values,
@@ -804,3 +805,37 @@ def test_a_finished_flatten_is_stored_as_a_risk_event_with_its_duration(db_url: 
         [row] = session.scalars(select(RiskEventRow).where(RiskEventRow.kind == "flatten")).all()
     assert row.reason == "kill switch" and row.details["actor"] == "test"
     assert 0 < row.details["duration_ms"] < 2_000
+
+
+def test_bulk_inserts_return_ids_in_input_order_and_refusals_as_sqlalchemy_errors(
+    sessions: sessionmaker[Session],
+) -> None:
+    # On PostgreSQL the writer inserts through psycopg's pipelined executemany, not SQLAlchemy's:
+    # ids must still follow the input, and a refusal must still be SQLAlchemy's exception class,
+    # which the writer's retry and quarantine decide on.
+    signals = [Signal("s", "AAA", Side.BUY, T0 + i, qty=Decimal(i + 1)) for i in range(30)]
+    with sessions() as session:
+        ids = _insert(session, SignalRow, [signal_values(s, SHA) for s in signals])
+        session.commit()
+    with sessions() as session:
+        stored = {row_id: qty for row_id, qty in session.execute(select(SignalRow.id, SignalRow.qty))}
+    assert [stored[i] for i in ids] == [s.qty for s in signals]
+    values = {
+        "ts": T0,
+        "mode": Mode.PAPER,
+        "approved": True,
+        "status": "PLANNED",
+        "risk_pct": Decimal(1),
+        "risk_amount": Decimal(10),
+        "qty": Decimal(5),
+        "block_reasons": [],
+        "block_details": [],
+        "config_sha": SHA,
+    }
+    with sessions() as session, pytest.raises(IntegrityError):
+        _insert(session, DecisionRow, [{**values, "signal_id": ids[0], "client_plan_id": "P1"}] * 2)
+    with sessions() as session, pytest.raises(IntegrityError):
+        _insert(session, DecisionRow, [{**values, "signal_id": max(ids) + 1, "client_plan_id": "P2"}])
+    with sessions() as session, pytest.raises(StatementError):
+        huge = {**values, "signal_id": ids[0], "qty": Decimal("1e20"), "client_plan_id": "P3"}
+        _insert(session, DecisionRow, [huge])
