@@ -7,6 +7,13 @@ Structs (orders, events, fills, signals, decisions, trades) stay Python: mypyc d
 class's keyword arguments when it compiles it, so a frozen, gc=False Struct would come
 out mutable and tracked; msgspec builds them in C already.
 
+Habits that keep compiled code fast (each measured): module constants are `Final` (a C
+static, not a lookup in the module's dict per use); Decimals are compared with a Decimal
+zero, not the int 0 (an int is converted on every comparison); Structs on the per-order
+path are built positionally (keywords cost a name match per field); Python methods of the
+pure Structs that run per order (`Order.transition`, `Order.apply_fill`) have compiled
+copies in the order manager that defer to the method for anything it would refuse.
+
 This module imports nothing from quantdesk: `setup.py` reads it before anything is built.
 """
 

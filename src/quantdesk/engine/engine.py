@@ -329,10 +329,10 @@ class Engine:
         if signal.symbol not in self.instruments:
             return "unknown symbol", f"unknown symbol {signal.symbol}"
         for name, value in (("entry", signal.entry), ("stop", signal.stop), ("qty", signal.qty)):
-            if value is not None and (not value.is_finite() or value <= 0):
+            if value is not None and (not value.is_finite() or value <= _ZERO):
                 return f"{name} not a positive number", f"{name} must be a positive number, got {value}"
         for target in signal.targets:
-            if not target.is_finite() or target <= 0:
+            if not target.is_finite() or target <= _ZERO:
                 return "target not a positive number", f"target must be a positive number, got {target}"
         if signal.stop is None:
             return None
@@ -438,7 +438,7 @@ class Engine:
         }
 
     def open_strategy_positions(self) -> list[tuple[str, str, Decimal]]:
-        return [(s, sym, q) for (s, sym), q in self._strategy_qty.items() if q != 0]
+        return [(s, sym, q) for (s, sym), q in self._strategy_qty.items() if q != _ZERO]
 
     def trade_builders(self) -> dict[tuple[str, str], TradeBuilder]:
         return dict(self._trade_builders)

@@ -162,7 +162,7 @@ class TradingPipeline:
                 equity=state.equity,
             )
         plan = self._plan(signal, size.qty, reference)
-        if size.qty <= 0:
+        if size.qty <= _ZERO:
             self._record(signal, plan, Decision.block(plan, BlockReason.ZERO_SIZE, size.reason))
             return
         decision = self.gate.can_enter(plan, state)

@@ -84,6 +84,20 @@ def _advance(order: Order, status: OrderStatus, ts: int) -> None:
     order.ts_last = ts
 
 
+def _fill_order(order: Order, qty: Decimal, price: Decimal, fee: Decimal, ts: int) -> None:
+    """`order.apply_fill(...)` for the per-fill path, compiled; what the method would refuse goes to
+    the method itself, which raises naming the order and changes nothing."""
+    filled = order.filled_qty
+    if qty <= _ZERO or qty > order.qty - filled:
+        order.apply_fill(qty, price, fee, ts)
+        return
+    new_filled = filled + qty
+    _advance(order, OrderStatus.FILLED if new_filled == order.qty else OrderStatus.PARTIALLY_FILLED, ts)
+    order.avg_fill_price = (order.avg_fill_price * filled + price * qty) / new_filled
+    order.filled_qty = new_filled
+    order.fees += fee
+
+
 class OcoGroup:
     """An entry and the exits that protect it.
 
@@ -873,7 +887,7 @@ class OrderManager:
             order.venue_order_id = fill.venue_order_id  # a fill may come before the accept
         allowed = TRANSITIONS[order.status]
         if OrderStatus.PARTIALLY_FILLED in allowed or OrderStatus.FILLED in allowed:
-            order.apply_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
+            _fill_order(order, fill.qty, fill.price, fill.fee, fill.ts_event)
         else:
             # The venue executed it after we saw the order end (a fill racing a cancel): the
             # trade happened, so the portfolio books it and the order shows it; its status stays.

@@ -54,15 +54,15 @@ class Position:
 
     @property
     def is_flat(self) -> bool:
-        return self.qty == 0
+        return self.qty == _ZERO
 
     @property
     def is_long(self) -> bool:
-        return self.qty > 0
+        return self.qty > _ZERO
 
     @property
     def is_short(self) -> bool:
-        return self.qty < 0
+        return self.qty < _ZERO
 
     def apply(self, fill: Fill) -> Decimal:
         """Apply a fill; return the P&L it realised (before fees)."""
@@ -70,9 +70,9 @@ class Position:
         realized = _ZERO
         self.fees += fill.fee
         self.ts_last = fill.ts_event
-        if self.qty == 0 or (self.qty > 0) == (signed > 0):
+        if self.qty == _ZERO or (self.qty > _ZERO) == (signed > _ZERO):
             # Opening or adding: the average price moves, nothing is realised.
-            if self.qty == 0:
+            if self.qty == _ZERO:
                 self.ts_opened = fill.ts_event
             self._cost += signed * fill.price
             self.qty += signed
@@ -85,9 +85,9 @@ class Position:
             self.realized_pnl += realized
             self._cost -= closed_cost
             new_qty = self.qty + signed
-            if new_qty == 0:
+            if new_qty == _ZERO:
                 self.avg_price = self._cost = _ZERO
-            elif (new_qty > 0) != (self.qty > 0):
+            elif (new_qty > _ZERO) != (self.qty > _ZERO):
                 # Flip: the remainder opens a new position at the fill price.
                 self.avg_price = fill.price
                 self._cost = new_qty * fill.price

@@ -47,7 +47,7 @@ class Portfolio:
         realized = position.apply(fill)
         if realized:
             self._realized += realized
-        if position.qty == 0:
+        if position.qty == _ZERO:
             self._open.pop(fill.symbol, None)
         elif fill.symbol not in self._open:
             self._open[fill.symbol] = position

@@ -85,7 +85,7 @@ class TradeBuilder:
         trade.fees += fee
         # A venue may report fills out of time order: a trade never ends before it began.
         exit_time = max(fill.ts_event, trade.entry_time)
-        closed = self._close(trade, exit_time, exit_reason) if trade.qty == 0 else None
+        closed = self._close(trade, exit_time, exit_reason) if trade.qty == _ZERO else None
         if closing < qty:
             # A flip: the rest of the fill opens the opposite trade with the rest of the fee.
             rest = qty - closing

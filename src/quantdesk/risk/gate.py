@@ -520,7 +520,7 @@ def _summarize(positions: object) -> _Summary | None:
 
 def _plain_positive(value: object) -> TypeGuard[Decimal]:
     """A positive finite Decimal of exactly that type (the fast path leaves subclasses to `_judge`)."""
-    return type(value) is Decimal and value.is_finite() and value > 0
+    return type(value) is Decimal and value.is_finite() and value > _ZERO
 
 
 def _plain_finite(value: object) -> TypeGuard[Decimal]:
@@ -528,7 +528,7 @@ def _plain_finite(value: object) -> TypeGuard[Decimal]:
 
 
 def _positive(value: object) -> TypeGuard[Decimal]:
-    return isinstance(value, Decimal) and value.is_finite() and value > 0
+    return isinstance(value, Decimal) and value.is_finite() and value > _ZERO
 
 
 def _finite(value: object) -> TypeGuard[Decimal]:

@@ -36,7 +36,7 @@ class SizeResult:
 
     @property
     def ok(self) -> bool:
-        return self.qty > 0
+        return self.qty > _ZERO
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SizeResult):
@@ -141,7 +141,7 @@ class Sizer:
             lots = _floor(budget, per_unit * lot)
             wanted = budget
 
-        if lots <= 0:
+        if lots <= _ZERO:
             basis = _basis(mode, wanted, entry, budget, per_unit)
             return SizeResult(_ZERO, f"{symbol}: {basis} buys less than one lot of {lot}")
         qty = lots * lot
@@ -158,7 +158,7 @@ class Sizer:
                 qty = cap
                 caps.append(f"freeze quantity {instrument.max_qty}")
         capped = f", capped by {' and '.join(caps)}" if caps else ""
-        if qty < instrument.min_qty or qty <= 0:
+        if qty < instrument.min_qty or qty <= _ZERO:
             basis = _basis(mode, wanted, entry, budget, per_unit)
             return SizeResult(
                 _ZERO, f"{symbol}: {basis}{capped} gives {qty}, below the minimum {instrument.min_qty}"
@@ -184,12 +184,12 @@ def _basis(mode: str, wanted: Decimal, entry: Decimal, budget: Decimal, per_unit
 
 
 def _positive(value: object) -> TypeGuard[Decimal]:
-    return isinstance(value, Decimal) and value.is_finite() and value > 0
+    return isinstance(value, Decimal) and value.is_finite() and value > _ZERO
 
 
 def _floor(amount: Decimal, step: Decimal) -> Decimal:
     """Whole `step`s in `amount`, rounded down, exactly (divmod does not round like `/` does)."""
-    if step <= 0:
+    if step <= _ZERO:
         return _ZERO
     whole, _ = divmod(amount, step)
-    return whole if whole > 0 else _ZERO
+    return whole if whole > _ZERO else _ZERO

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kit import MINUTE, T0, a_plan_id, bar, flat_bar, rig
-from quantdesk.execution.order_manager import _advance
+from quantdesk.execution.order_manager import _advance, _fill_order
 from quantdesk.model import (
     Fill,
     IllegalTransition,
@@ -280,3 +283,36 @@ def test_the_order_managers_state_move_is_order_transition_for_every_pair_of_sta
                 with pytest.raises(IllegalTransition, match=f"{source.value} -> {target.value}"):
                     _advance(order, target, 42)
                 assert (order.status, order.ts_last, order.reason) == (source, 0, "r")
+
+
+@settings(max_examples=300)
+@given(
+    status=st.sampled_from(list(OrderStatus)),
+    fills=st.lists(
+        st.tuples(st.integers(-2, 12), st.integers(9_000, 11_000), st.integers(0, 300)),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_the_order_managers_fill_booking_is_order_apply_fill(
+    status: OrderStatus, fills: list[tuple[int, ...]]
+) -> None:
+    # `_fill_order` is the compiled copy of Order.apply_fill: same state after every fill, same
+    # exception (class and message) for what the method refuses, and nothing changed by a refusal.
+    def snapshot(order: Order) -> tuple[object, ...]:
+        return (order.status, order.filled_qty, order.avg_fill_price, order.fees, order.ts_last)
+
+    def outcome(apply: Any, order: Order, qty: int, price: int, fee: int, ts: int) -> object:
+        try:
+            apply(order, D(qty), D(price) / 100, D(fee) / 100, ts)
+        except Exception as error:  # compared below: class and message
+            return (type(error), str(error))
+        return None
+
+    fast = Order("ord-1", "AAPL", Side.BUY, OrderType.LIMIT, D(20), price=D(100), status=status)
+    slow = Order("ord-1", "AAPL", Side.BUY, OrderType.LIMIT, D(20), price=D(100), status=status)
+    for ts, (qty, price, fee) in enumerate(fills, start=1):
+        a = outcome(_fill_order, fast, qty, price, fee, ts)
+        b = outcome(Order.apply_fill, slow, qty, price, fee, ts)
+        assert a == b
+        assert snapshot(fast) == snapshot(slow)

@@ -305,7 +305,7 @@ class SimulatedExchange:
             if resting.eligible_ts > ts or resting.client_order_id not in self._by_id:
                 continue
             qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
-            if qty > 0:
+            if qty > _ZERO:
                 self._fill(resting, qty, bar.close, ts, slip=True)
                 if capacity is not None:
                     capacity -= qty
@@ -436,7 +436,7 @@ class SimulatedExchange:
             elif resting.order_type is OrderType.STOP:
                 resting.triggered = True  # what this bar cannot fill waits as a market order
             qty = resting.leaves if capacity is None else min(resting.leaves, capacity)
-            if qty > 0:
+            if qty > _ZERO:
                 self._fill(resting, qty, hit.price, ts, slip=resting.order_type in _SLIPPING)
                 if capacity is not None:
                     capacity -= qty
@@ -487,7 +487,7 @@ class SimulatedExchange:
             if sizes is not None:
                 available = sizes[0] if resting.side is Side.BUY else sizes[1]
                 qty = min(qty, self._instruments[symbol].round_qty(Decimal(repr(available))))
-            if qty > 0:
+            if qty > _ZERO:
                 slip = resting.order_type in (OrderType.MARKET, OrderType.STOP)
                 self._fill(resting, qty, price, ts, slip=slip)
             if resting.tif is TimeInForce.IOC and resting.client_order_id in self._by_id:
@@ -513,7 +513,7 @@ class SimulatedExchange:
         self.cash -= signed * price * instrument.multiplier + fee
         self.positions[resting.symbol] = self.positions.get(resting.symbol, _ZERO) + signed
         resting.leaves -= qty
-        if resting.leaves == 0:
+        if resting.leaves == _ZERO:
             self._remove(resting)
         self._execution_sequence += 1
         fill = Fill(  # positional, in field order (see `submit_order`)
