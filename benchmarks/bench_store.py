@@ -11,9 +11,9 @@
    (SQLite runs with synchronous=FULL: every commit is an fsync): p50/p99 per order.
 3. Tick-to-decision. The bar run of part 1, timed per event (`engine.on_bar` +
    `engine.end_cycle()`, perf_counter_ns) for events that produced a decision, with
-   no writer, and with a writer attached and flushing every 0.2 s: on a thread of
-   the engine's process (`StoreWriter`), and in a process of its own
-   (`ProcessStoreWriter`; the node's default is the thread). Target: p50 and p99 with
+   no writer, and with a writer attached and flushing as the node's does (every
+   `FLUSH_INTERVAL_S`, 1 s): on a thread of the engine's process (`StoreWriter`), and in
+   a process of its own (`ProcessStoreWriter`; the node's default is the thread). Target: p50 and p99 with
    persistence within 10% of without. Each repeat runs the three back to back, in rotating
    order, and gives one paired ratio; the median ratio over `--repeat` pairs and the range
    of the pairs are reported (the machine's drift makes unpaired medians misleading).
@@ -257,7 +257,7 @@ def latency_run(url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thr
     engine.start()
     tune_gc_for_trading()
     if writer is not None:
-        writer.start_background(0.2)
+        writer.start_background()  # the node's period (store.writer.FLUSH_INTERVAL_S)
     samples = drive(engine, venue, clock, bars, pace_ns, writer)
     if writer is not None:
         writer.stop()

@@ -59,6 +59,9 @@ class NodeConfig(BaseModel):
     # two cores); "process": by a child process, off the engine's GIL, for a machine with a core
     # to spare for it (docs/PERFORMANCE.md, "Store").
     store_writer: Literal["process", "thread"] = "thread"
+    # Seconds between the background writer's batches (write-behind; the outbox is synchronous).
+    # store.writer.FLUSH_INTERVAL_S, spelled out: this module stays free of the store's imports.
+    store_flush_interval_s: float = Field(default=1.0, gt=0)
     # How a bracket's exits rest at the venue: "both_resting" (stop and targets; Kite, the
     # simulator) or "stop_resting" (targets held here and released on touch: Alpaca refuses
     # exits that add up to more than the position).

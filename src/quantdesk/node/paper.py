@@ -409,7 +409,7 @@ class PaperNode:
                 loop.add_signal_handler(sig, self.request_stop)
         parts.engine.start()
         tune_gc_for_trading()  # after start-up built everything: collections skip it from here on
-        parts.writer.start_background()
+        parts.writer.start_background(self.config.store_flush_interval_s)
         log.info(
             "node_started",
             mode="PAPER",

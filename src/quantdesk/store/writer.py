@@ -40,6 +40,14 @@ if TYPE_CHECKING:
     from quantdesk.engine import Engine
     from quantdesk.execution import OrderManager
 
+# The background writer's period. Longer periods mean fewer, larger transactions: less work
+# beside the engine (measured with PostgreSQL on the engine's two vCPUs, tick-to-decision p99
+# with the writer on: x1.065 at 1 s against x1.105 at 0.2 s, paired runs). A crash loses what
+# is buffered (about one period of records): order states and fills come back from the venue
+# at recovery, and no order is sent before its row, signal and decision are committed (the
+# outbox), whatever the period.
+FLUSH_INTERVAL_S = 1.0
+
 log = structlog.get_logger(__name__)
 
 # Kinds of buffered records: a tag and the immutable data, nothing formatted on the hot path.
@@ -584,7 +592,7 @@ class StoreWriter:
         """Nothing to do here: this writer's batches go from its own thread (see
         `ProcessStoreWriter.pump`, which the node calls between events)."""
 
-    def start_background(self, interval_s: float = 0.2) -> None:
+    def start_background(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         """Flush every `interval_s` on a daemon thread (backing off while the store is down)."""
         if self._thread is not None:
             raise RuntimeError("the background writer is already running")

@@ -49,6 +49,7 @@ from quantdesk.store.writer import (
     _DECISION,
     _REFUSED,
     _SIGNAL,
+    FLUSH_INTERVAL_S,
     Record,
     StoreWriteFailed,
     StoreWriter,
@@ -143,7 +144,7 @@ class ProcessStoreWriter(StoreWriter):
         super().attach(engine)
         self.flush()
 
-    def start_background(self, interval_s: float = 0.2) -> None:
+    def start_background(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         """Start the writer process (if `flush` has not) and the shipper thread (every `interval_s`)."""
         self._ensure_child()
         super().start_background(interval_s)  # its thread runs this class's `_run`: shipping

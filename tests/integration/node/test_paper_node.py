@@ -314,3 +314,15 @@ def test_a_replay_that_fails_stops_the_node_with_a_logged_and_alerted_error(tmp_
         assert any("matching blew up" in post.get("message", "") for post in receiver.wait_for(1))
     assert node.parts is not None and node.parts.engine.state.paused
     assert any(entry["event"] == "Node stopped" for entry in logs)
+
+
+def test_the_nodes_store_flush_period_is_the_writers(tmp_path: Path) -> None:
+    # NodeConfig spells the writer's period out (it stays free of the store's imports): they must agree,
+    # and a period of zero or less is refused by name.
+    from pydantic import ValidationError
+
+    from quantdesk.store.writer import FLUSH_INTERVAL_S
+
+    assert NodeConfig(var_dir=tmp_path).store_flush_interval_s == FLUSH_INTERVAL_S
+    with pytest.raises(ValidationError, match="store_flush_interval_s"):
+        NodeConfig(var_dir=tmp_path, store_flush_interval_s=0)
