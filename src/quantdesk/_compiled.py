@@ -3,9 +3,10 @@
 `setup.py` compiles these (unless `QUANTDESK_PURE=1`); everything else stays Python.
 They are the per-bar and per-order path: the feed loop, the engine, the pipeline, the
 order manager, the simulated venue, the model's accounting. Modules that define msgspec
-Structs (orders, events, fills, signals, decisions, trades) stay Python: mypyc drops a
-class's keyword arguments when it compiles it, so a frozen, gc=False Struct would come
-out mutable and tracked; msgspec builds them in C already.
+Structs (orders, events, fills, signals, decisions, trade records, the venue's resting
+orders and path hits) stay Python: mypyc drops a class's keyword arguments when it
+compiles it, so a frozen, gc=False Struct would come out mutable and tracked; msgspec
+builds them in C already.
 
 Habits that keep compiled code fast (each measured): module constants are `Final` (a C
 static, not a lookup in the module's dict per use); Decimals are compared with a Decimal
@@ -45,6 +46,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "quantdesk/risk/sizer.py",
     "quantdesk/strategies/indicators.py",
     "quantdesk/venues/sim/exchange.py",
+    "quantdesk/venues/sim/matching.py",
 )
 
 

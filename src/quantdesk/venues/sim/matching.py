@@ -6,27 +6,16 @@ for a long's stop). Orders fill in the order the path reaches them, so when a
 stop and a target of one bracket both lie inside a bar, the one nearer the open
 fills first.
 
-Structs here are declared `gc=False`: they hold only scalars, strings and immutable
-containers, so they cannot be part of a reference cycle, and untracked they cost the
-cyclic collector nothing (fewer and shorter pauses on the hot path).
+Compiled (per working order per bar); its result type, `PathHit`, is a Struct and lives in
+`venues/sim/resting.py` (re-exported here).
 """
 
 from __future__ import annotations
 
-import msgspec
-
 from quantdesk.model import OrderType, Side
+from quantdesk.venues.sim.resting import PathHit
 
-
-class PathHit(msgspec.Struct, frozen=True, gc=False):
-    """Where (segment index + fraction, 0 = the open) and at what price an order fills.
-
-    A frozen msgspec Struct: one is built per working order per bar.
-    """
-
-    position: float
-    price: float
-    triggered_only: bool = False
+__all__ = ["PathHit", "bar_path", "match_on_bar", "match_on_price"]
 
 
 def bar_path(open_: float, high: float, low: float, close: float) -> tuple[float, float, float, float]:
@@ -91,7 +80,7 @@ def match_on_bar(
     if (trigger_price <= limit) if buy else (trigger_price >= limit):
         return PathHit(trigger_at, trigger_price)
     hit = _limit_from(path, trigger_at, limit, buy, through)
-    return hit if hit is not None else PathHit(trigger_at, trigger_price, triggered_only=True)
+    return hit if hit is not None else PathHit(trigger_at, trigger_price, True)  # triggered only
 
 
 def _limit_from(

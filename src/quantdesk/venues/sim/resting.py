@@ -1,9 +1,9 @@
-"""The simulated venue's own copy of a working order, apart from the engine's `Order`.
+"""The simulated venue's value types: its copy of a working order, and where a bar fills one.
 
-A msgspec Struct kept out of the compiled exchange module: mypyc drops a class's keyword
-arguments (eq=False, gc=False) when it compiles a Struct's definition. It is `gc=False`:
-holding only scalars, strings and immutable values it cannot be part of a reference
-cycle, and untracked it costs the cyclic collector nothing.
+msgspec Structs kept out of the compiled exchange and matching modules: mypyc drops a
+class's keyword arguments (frozen, eq=False, gc=False) when it compiles a Struct's
+definition. They are `gc=False`: holding only scalars, strings and immutable values they
+cannot be part of a reference cycle, and untracked they cost the cyclic collector nothing.
 """
 
 from __future__ import annotations
@@ -34,3 +34,14 @@ class Resting(msgspec.Struct, eq=False, gc=False):
     session: Hashable
     sequence: int
     triggered: bool = False
+
+
+class PathHit(msgspec.Struct, frozen=True, gc=False):
+    """Where (segment index + fraction, 0 = the open) and at what price an order fills on a bar.
+
+    One is built per working order per bar (`venues/sim/matching.py`).
+    """
+
+    position: float
+    price: float
+    triggered_only: bool = False
