@@ -419,9 +419,12 @@ def equity_curve(
         mine = symbols == symbol
         qty = np.cumsum(np.bincount(at[mine], weights=signed[mine], minlength=n))
         series = data[symbol]
-        # The close in force at each time of the timeline (the symbol's last bar so far).
-        last = np.searchsorted(series.ts, timeline, side="right") - 1
-        closes = np.where(last >= 0, series.close[np.clip(last, 0, None)], 0.0)
+        if series.ts is timeline:
+            closes = series.close  # one symbol: the timeline is its own bars
+        else:
+            # The close in force at each time of the timeline (the symbol's last bar so far).
+            last = np.searchsorted(series.ts, timeline, side="right") - 1
+            closes = np.where(last >= 0, series.close[np.clip(last, 0, None)], 0.0)
         equity += qty * closes * float(multiplier)
         exposure |= qty != 0
     return EquityCurve(timeline, equity.astype(np.float64)), exposure

@@ -31,6 +31,11 @@ from quantdesk.risk.session import EndOfDay
 from quantdesk.strategies import Strategy
 from quantdesk.venues.base import Venue
 
+# Enum members as C statics: compiled, `Side.BUY` is a call of EnumType's __getattr__ hook
+# on Python 3.11 (~80 ns); see _compiled.py.
+_STOP_RESTING: Final = ExitPolicy.STOP_RESTING
+_BUY: Final = Side.BUY
+
 _ZERO: Final = Decimal(0)
 _DAY_NS: Final = 86_400_000_000_000
 _RECONCILIATION: Final = "reconciliation"
@@ -180,7 +185,7 @@ class Engine:
         Valid until strategies or bus subscriptions change (the feed asks after `start`).
         """
         handlers = self._bar_handlers.get(symbol, [])
-        if self._publish_bars or len(handlers) > 1 or self.orders.exit_policy is ExitPolicy.STOP_RESTING:
+        if self._publish_bars or len(handlers) > 1 or self.orders.exit_policy is _STOP_RESTING:
             return self.on_bar
         last_bar = self.last_bar
         if not handlers:
@@ -205,7 +210,7 @@ class Engine:
         Valid until strategies or bus subscriptions change (the feed asks after `start`).
         """
         handlers = self._bar_handlers.get(symbol, [])
-        if self._publish_bars or len(handlers) != 1 or self.orders.exit_policy is ExitPolicy.STOP_RESTING:
+        if self._publish_bars or len(handlers) != 1 or self.orders.exit_policy is _STOP_RESTING:
             return None
         return handlers[0]
 
@@ -231,11 +236,12 @@ class Engine:
 
     def submit_signal(self, signal: Signal) -> None:
         self.signals += 1
-        # `!s` writes what the plain field does (str of a Decimal, None or StrEnum) without the
-        # much slower `__format__` of Decimal and Enum: several lines per order go through here.
+        # `str(...)` writes what the plain field does (str of a Decimal, None or StrEnum) without
+        # the much slower `__format__` of Decimal and Enum: several lines per order go through
+        # here. Not `!s`: compiled, a conversion anywhere makes every field a `str.format` call.
         self.event_log.record(
-            f"signal {signal.strategy} {signal.symbol} {signal.side!s} {signal.entry!s} "
-            f"{signal.stop!s} {','.join(map(str, signal.targets))} {signal.qty!s} {signal.ts}"
+            f"signal {signal.strategy} {signal.symbol} {str(signal.side)} {str(signal.entry)} "
+            f"{str(signal.stop)} {','.join(map(str, signal.targets))} {str(signal.qty)} {signal.ts}"
         )
         if self._publish_signals:
             self.bus.publish(signal)
@@ -358,7 +364,7 @@ class Engine:
         """A fill into the portfolio, the strategy's quantity and its trades; returns the key."""
         self.portfolio.apply_fill(fill)
         key = (strategy_id, fill.symbol)
-        signed = fill.qty if fill.side is Side.BUY else -fill.qty  # Fill.signed_qty, without the call
+        signed = fill.qty if fill.side is _BUY else -fill.qty  # Fill.signed_qty, without the call
         self._strategy_qty[key] = self._strategy_qty.get(key, _ZERO) + signed
         builder = self._trade_builders.get(key)
         if builder is None:

@@ -207,7 +207,7 @@ class TradingPipeline:
         return plan_client_id(
             strategy=plan.strategy,
             symbol=plan.symbol,
-            side=plan.side.value,
+            side=str(plan.side),  # its value: `.value` is a Python descriptor, per entry
             entry=None if plan.is_market else plan.entry,
             stop=plan.stop,
             targets=plan.targets,
@@ -334,7 +334,8 @@ class TradingPipeline:
             self.decisions.append(record)
         self._engine.event_log.record(
             f"decision {plan_id} {signal.strategy} {signal.symbol} {signal.ts} "
-            f"{'approved' if approved else 'blocked'} {plan.qty!s} {','.join(reasons)}"  # !s: see Engine
+            # str(): see Engine.submit_signal
+            f"{'approved' if approved else 'blocked'} {str(plan.qty)} {','.join(reasons)}"
         )
         for listener in self._listeners:
             listener(record)

@@ -47,17 +47,42 @@ from quantdesk.model.enums import OPEN_STATUSES, TERMINAL_STATUSES
 from quantdesk.model.orders import TRANSITIONS
 from quantdesk.venues.base import Venue, VenueOrderState
 
+# Enum members as C statics: compiled, `Side.BUY` is a call of EnumType's __getattr__ hook
+# on Python 3.11 (~80 ns); see _compiled.py.
+_LEG_ENTRY: Final = Leg.ENTRY
+_LEG_EXIT: Final = Leg.EXIT
+_LEG_STOP: Final = Leg.STOP
+_LEG_TP1: Final = Leg.TP1
+_LEG_TP2: Final = Leg.TP2
+_ACCEPTED: Final = OrderStatus.ACCEPTED
+_CANCELED: Final = OrderStatus.CANCELED
+_EXPIRED: Final = OrderStatus.EXPIRED
+_FILLED: Final = OrderStatus.FILLED
+_PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
+_PENDING_CANCEL: Final = OrderStatus.PENDING_CANCEL
+_PENDING_SUBMIT: Final = OrderStatus.PENDING_SUBMIT
+_REJECTED: Final = OrderStatus.REJECTED
+_SUBMITTED: Final = OrderStatus.SUBMITTED
+_TRIGGERED: Final = OrderStatus.TRIGGERED
+_UNKNOWN: Final = OrderStatus.UNKNOWN
+_LIMIT: Final = OrderType.LIMIT
+_MARKET: Final = OrderType.MARKET
+_STOP: Final = OrderType.STOP
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_GTC: Final = TimeInForce.GTC
+
 _ZERO: Final = Decimal(0)
 # Leg tags as plain strings: an order's tag is compared on every event it gets, and each
 # `Leg.X.value` would be a descriptor call.
-_STOP_TAG: Final = Leg.STOP.value
-_TP1_TAG: Final = Leg.TP1.value
-_TP2_TAG: Final = Leg.TP2.value
-_EXIT_TAG: Final = Leg.EXIT.value
+_STOP_TAG: Final = _LEG_STOP.value
+_TP1_TAG: Final = _LEG_TP1.value
+_TP2_TAG: Final = _LEG_TP2.value
+_EXIT_TAG: Final = _LEG_EXIT.value
 _TAG_OF_LEG: Final = {leg: leg.value for leg in Leg}
 # Neither open at the venue nor booked for a later throttle slot (PENDING_SUBMIT, still ours to
 # cancel): what `working_orders` drops from its index.
-_NOT_WORKING: Final = frozenset(OrderStatus) - OPEN_STATUSES - {OrderStatus.PENDING_SUBMIT}
+_NOT_WORKING: Final = frozenset(OrderStatus) - OPEN_STATUSES - {_PENDING_SUBMIT}
 # A closed group's market close is retried this often; then the protective stop goes back on.
 MAX_EXIT_ATTEMPTS: Final = 3
 
@@ -72,6 +97,10 @@ class ExitPolicy(StrEnum):
 
     BOTH_RESTING = "both_resting"
     STOP_RESTING = "stop_resting"
+
+
+_BOTH_RESTING: Final = ExitPolicy.BOTH_RESTING
+_STOP_RESTING: Final = ExitPolicy.STOP_RESTING
 
 
 def _advance(order: Order, status: OrderStatus, ts: int) -> None:
@@ -92,10 +121,15 @@ def _fill_order(order: Order, qty: Decimal, price: Decimal, fee: Decimal, ts: in
         order.apply_fill(qty, price, fee, ts)
         return
     new_filled = filled + qty
-    _advance(order, OrderStatus.FILLED if new_filled == order.qty else OrderStatus.PARTIALLY_FILLED, ts)
+    _advance(order, _FILLED if new_filled == order.qty else _PARTIALLY_FILLED, ts)
     order.avg_fill_price = (order.avg_fill_price * filled + price * qty) / new_filled
     order.filled_qty = new_filled
     order.fees += fee
+
+
+def _opposite(side: Side) -> Side:
+    """`side.opposite`, compiled: the property is Python code run per child order."""
+    return _SELL if side is _BUY else _BUY
 
 
 class OcoGroup:
@@ -188,10 +222,10 @@ class OrderManager:
         on_fill: FillHandler,
         on_order_update: OrderHandler,
         on_alert: AlertHandler | None = None,
-        time_in_force: TimeInForce = TimeInForce.GTC,
+        time_in_force: TimeInForce = _GTC,
         tp1_share: Decimal = Decimal("0.5"),
         break_even_after_tp1: bool = False,
-        exit_policy: ExitPolicy = ExitPolicy.BOTH_RESTING,
+        exit_policy: ExitPolicy = _BOTH_RESTING,
         before_send: BeforeSend | None = None,
         throttler: Throttler | None = None,
         throttle_limit: str = "orders",
@@ -259,15 +293,16 @@ class OrderManager:
         Only the trading pipeline calls this, after the risk gate approved the plan.
         """
         instrument = self._instruments[symbol]
+        exit_side = _opposite(side)
         price = instrument.round_price(entry, side) if entry is not None else None
         order = self._new_order(
             strategy,
             symbol,
             side,
             qty,
-            OrderType.LIMIT if price is not None else OrderType.MARKET,
+            _LIMIT if price is not None else _MARKET,
             plan_id=plan_id,
-            leg=Leg.ENTRY,
+            leg=_LEG_ENTRY,
             price=price,
         )
         group = OcoGroup(
@@ -277,7 +312,7 @@ class OrderManager:
             side=side,
             entry_id=order.client_order_id,
             stop=instrument.price(stop) if stop is not None else None,
-            targets=tuple([instrument.round_price(t, side.opposite) for t in targets[:2]]) if targets else (),
+            targets=tuple([instrument.round_price(t, exit_side) for t in targets[:2]]) if targets else (),
             tp1_share=self._tp1_share,
             break_even=self._break_even,
         )
@@ -333,7 +368,7 @@ class OrderManager:
         for o in self.working_orders(symbol):
             if o.tag == _EXIT_TAG and strategy_of[o.client_order_id] == strategy:
                 leaves = o.qty - o.filled_qty
-                pending = pending + leaves if o.side is Side.BUY else pending - leaves
+                pending = pending + leaves if o.side is _BUY else pending - leaves
         remaining = position_qty + pending
         if remaining == 0 or (remaining > 0) != (position_qty > 0):
             # Working exits already cover the position (or more): an exit never opens the other
@@ -341,19 +376,19 @@ class OrderManager:
             return None
         if not plan_id:
             plan_id = self._orphan_plan_id(strategy, symbol, remaining)
-        side = Side.SELL if remaining > 0 else Side.BUY
+        side = _SELL if remaining > 0 else _BUY
         order = self._new_order(
             strategy,
             symbol,
             side,
             abs(remaining),
-            OrderType.MARKET,
+            _MARKET,
             plan_id=plan_id,
-            leg=Leg.EXIT,
+            leg=_LEG_EXIT,
             reason=reason,
         )
         # Only groups this order closes (same closing side) can take a share back.
-        shares = [(group, share) for group, share in shares if group.side.opposite is side]
+        shares = [(group, share) for group, share in shares if group.side is not side]
         if shares:
             self._exit_shares[order.client_order_id] = shares
         self._submit(order)
@@ -361,14 +396,14 @@ class OrderManager:
 
     def cancel(self, client_order_id: str) -> None:
         order = self.orders.get(client_order_id)
-        if order is not None and order.status is OrderStatus.PENDING_SUBMIT:
+        if order is not None and order.status is _PENDING_SUBMIT:
             self._cancel_requested.add(client_order_id)  # waiting for its throttle slot: never sent
             return
         if order is None or order.status not in OPEN_STATUSES or client_order_id in self._cancel_requested:
             return  # asked once already: a repeat (a second flatten) sends nothing new
         self._cancel_requested.add(client_order_id)
-        if order.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-            order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
+        if order.status not in (_SUBMITTED, _UNKNOWN):
+            order.transition(_PENDING_CANCEL, self._clock.now_ns())
         try:
             self._venue.cancel_order(client_order_id)
         except RetryableError as error:
@@ -439,18 +474,18 @@ class OrderManager:
             return 0
         changed = 0
         for order in list(self._working.values()):
-            if order.status not in (OrderStatus.UNKNOWN, OrderStatus.PENDING_CANCEL):
+            if order.status not in (_UNKNOWN, _PENDING_CANCEL):
                 continue
             try:
                 state = query(order.client_order_id)
             except RetryableError:
                 return changed
             now = self._clock.now_ns()
-            if order.status is OrderStatus.UNKNOWN:
+            if order.status is _UNKNOWN:
                 changed += 1
                 if state is None:
                     # Not a refusal (only the venue refuses): it never arrived, so it never worked.
-                    order.transition(OrderStatus.CANCELED, now, "never reached the venue")
+                    order.transition(_CANCELED, now, "never reached the venue")
                     self._log.record(f"resolved {order.client_order_id} absent")
                     self._on_order_update(order)
                     self._replace_lost(order)
@@ -474,19 +509,19 @@ class OrderManager:
         if venue_order_id:
             order.venue_order_id = venue_order_id
         if status.is_open:
-            if order.status is OrderStatus.UNKNOWN:
-                order.transition(OrderStatus.ACCEPTED, now)
-        elif status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+            if order.status is _UNKNOWN:
+                order.transition(_ACCEPTED, now)
+        elif status in (_CANCELED, _EXPIRED, _REJECTED):
             if order.can_transition(status):
                 order.transition(status, now, "settled by lookup")
-                if status is OrderStatus.CANCELED:
+                if status is _CANCELED:
                     self._after_cancel(order)
                 else:
                     self._on_child_gone(order)
-        elif order.status is OrderStatus.UNKNOWN:
+        elif order.status is _UNKNOWN:
             # Filled at the venue: the fills themselves arrive as events (or a later
             # reconciliation); until then the order is known to be working.
-            order.transition(OrderStatus.ACCEPTED, now)
+            order.transition(_ACCEPTED, now)
         self._on_order_update(order)
 
     def _replace_lost(self, order: Order) -> None:
@@ -501,10 +536,10 @@ class OrderManager:
                     order.symbol,
                     order.side,
                     order.qty,
-                    OrderType.MARKET,
+                    _MARKET,
                     plan_id=plan_id
                     or self._orphan_plan_id(self.strategy_of(order.client_order_id), order.symbol, order.qty),
-                    leg=Leg.EXIT,
+                    leg=_LEG_EXIT,
                     reason=order.reason,
                 )
                 self._submit(again)
@@ -547,7 +582,7 @@ class OrderManager:
         self._strategy_of[client_order_id] = strategy
         if order.is_open:
             self._working[client_order_id] = order
-        if order.status is OrderStatus.PENDING_CANCEL:
+        if order.status is _PENDING_CANCEL:
             self._cancel_requested.add(client_order_id)
 
     def restore_group(self, group: OcoGroup, *, members: Iterable[str], replaced: Iterable[str] = ()) -> None:
@@ -578,7 +613,7 @@ class OrderManager:
         *,
         strategy: str = "",
         tag: str = "",
-        order_type: OrderType = OrderType.MARKET,
+        order_type: OrderType = _MARKET,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         reason: str = "",
@@ -600,7 +635,7 @@ class OrderManager:
             time_in_force=self._tif,
             tag=tag,
             ts_created=now,
-            status=OrderStatus.ACCEPTED,
+            status=_ACCEPTED,
             venue_order_id=state.venue_order_id,
             reason=reason or "adopted from the venue",
             ts_last=now,
@@ -643,13 +678,13 @@ class OrderManager:
         if venue_order_id and not order.venue_order_id:
             order.venue_order_id = venue_order_id
         if status.is_open:
-            if order.status not in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTED):
+            if order.status not in (_UNKNOWN, _SUBMITTED):
                 return False
-            order.transition(OrderStatus.ACCEPTED, now)
-        elif status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+            order.transition(_ACCEPTED, now)
+        elif status in (_CANCELED, _EXPIRED, _REJECTED):
             if order.is_terminal:
                 return False
-            ended = status if order.can_transition(status) else OrderStatus.CANCELED
+            ended = status if order.can_transition(status) else _CANCELED
             order.transition(ended, now, reason or f"{status.value.lower()} at the venue")
         else:
             return False
@@ -661,8 +696,8 @@ class OrderManager:
     def cancel_at_venue(self, client_order_id: str) -> None:
         """Ask the venue to cancel an order whatever we hold of it (one we ended, or never knew)."""
         order = self.orders.get(client_order_id)
-        if order is not None and order.is_open and order.can_transition(OrderStatus.PENDING_CANCEL):
-            order.transition(OrderStatus.PENDING_CANCEL, self._clock.now_ns())
+        if order is not None and order.is_open and order.can_transition(_PENDING_CANCEL):
+            order.transition(_PENDING_CANCEL, self._clock.now_ns())
         self._cancel_requested.add(client_order_id)
         try:
             self._venue.cancel_order(client_order_id)
@@ -723,25 +758,25 @@ class OrderManager:
         self._on_order_update(order)
 
     def _on_accepted(self, order: Order, event: OrderAccepted) -> None:
-        if order.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
+        if order.status in (_SUBMITTED, _UNKNOWN):
             order.venue_order_id = event.venue_order_id
-            _advance(order, OrderStatus.ACCEPTED, event.ts_event)
+            _advance(order, _ACCEPTED, event.ts_event)
             self._log.record(f"accepted {order.client_order_id} {event.ts_event}")
 
     def _on_triggered(self, order: Order, event: OrderTriggered) -> None:
-        if order.can_transition(OrderStatus.TRIGGERED):
-            order.transition(OrderStatus.TRIGGERED, event.ts_event)
+        if order.can_transition(_TRIGGERED):
+            order.transition(_TRIGGERED, event.ts_event)
 
     def _on_rejected(self, order: Order, event: OrderRejected) -> None:
-        if not order.can_transition(OrderStatus.REJECTED):
+        if not order.can_transition(_REJECTED):
             self._log.record(f"late_reject {order.client_order_id} {order.status.value}")
             return
-        order.transition(OrderStatus.REJECTED, event.ts_event, event.reason)
+        order.transition(_REJECTED, event.ts_event, event.reason)
         self._log.record(f"rejected {order.client_order_id} {event.ts_event} {event.reason}")
         self._on_child_gone(order)
 
     def _on_canceled(self, order: Order, event: OrderCanceled) -> None:
-        order.transition(OrderStatus.CANCELED, event.ts_event, event.reason)
+        order.transition(_CANCELED, event.ts_event, event.reason)
         self._log.record(f"canceled {order.client_order_id} {event.ts_event}")
         group = self._group_of.get(order.client_order_id)
         # An entry ended with nothing open (never filled, or all closed): nothing left to guard.
@@ -750,7 +785,7 @@ class OrderManager:
         self._after_cancel(order)
 
     def _on_expired(self, order: Order, event: OrderExpired) -> None:
-        order.transition(OrderStatus.EXPIRED, event.ts_event, event.reason)
+        order.transition(_EXPIRED, event.ts_event, event.reason)
         self._log.record(f"expired {order.client_order_id} {event.ts_event}")
         self._on_child_gone(order)
 
@@ -794,19 +829,20 @@ class OrderManager:
     def _submit(self, order: Order) -> None:
         now = self._clock.now_ns()
         check = self._instruments[order.symbol].validate_order(order.qty, order.price, order.side)
-        # `!s`: the str of a StrEnum is its value, and str of a Decimal (or None) is what formatting
-        # writes, without Decimal's and Enum's much slower `__format__`.
+        # `str(...)`: the str of a StrEnum is its value, and str of a Decimal (or None) is what
+        # formatting writes, without Decimal's and Enum's much slower `__format__`. Not `!s`:
+        # compiled, one conversion makes every field of the f-string a `str.format` call.
         self._log.record(
-            f"submit {order.client_order_id} {order.symbol} {order.side!s} "
-            f"{order.order_type!s} {order.qty!s} {order.price!s} {order.stop_price!s} {order.tag} {now}"
+            f"submit {order.client_order_id} {order.symbol} {str(order.side)} {str(order.order_type)} "
+            f"{str(order.qty)} {str(order.price)} {str(order.stop_price)} {order.tag} {now}"
         )
         if not check.ok:
-            order.transition(OrderStatus.REJECTED, now, check.reason)
+            order.transition(_REJECTED, now, check.reason)
             self._log.record(f"rejected {order.client_order_id} {now} {check.reason}")
             self._on_order_update(order)
             self._on_child_gone(order)
             return
-        _advance(order, OrderStatus.PENDING_SUBMIT, now)
+        _advance(order, _PENDING_SUBMIT, now)
         if self._before_send is not None:
             try:
                 # Persist intent before acting: the order row is committed before the venue call.
@@ -814,7 +850,7 @@ class OrderManager:
                     order, strategy=self.strategy_of(order.client_order_id), plan_id=self._plan_of(order)
                 )
             except RetryableError as error:
-                order.transition(OrderStatus.REJECTED, now, f"not sent: store unavailable ({error})")
+                order.transition(_REJECTED, now, f"not sent: store unavailable ({error})")
                 self._log.record(f"not_sent {order.client_order_id} {now} store unavailable")
                 self._on_order_update(order)
                 self._on_child_gone(order)
@@ -822,7 +858,7 @@ class OrderManager:
         if self._throttler is not None:
             decision = self._throttler.acquire(self._throttle_limit, now)
             if not decision.allowed:
-                order.transition(OrderStatus.REJECTED, now, f"throttled: {decision.reason}")
+                order.transition(_REJECTED, now, f"throttled: {decision.reason}")
                 self._log.record(f"throttled {order.client_order_id} {now} {decision.reason}")
                 self._on_order_update(order)
                 self._on_child_gone(order)
@@ -830,29 +866,32 @@ class OrderManager:
             if decision.wait_ns > 0:
                 # Booked for later: sent when its slot comes, unless cancelled meanwhile.
                 self._log.record(f"throttle_wait {order.client_order_id} {now} {decision.wait_ns}")
-                self._clock.set_alarm(
-                    f"send {order.client_order_id}", now + decision.wait_ns, lambda _: self._send(order)
-                )
+                self._send_at(order, now + decision.wait_ns)
                 return
         self._send(order)
 
+    def _send_at(self, order: Order, at: int) -> None:
+        # Its own method: compiled, a lambda in `_submit` would move all of `_submit`'s locals
+        # into a heap object, for every order, throttled or not.
+        self._clock.set_alarm(f"send {order.client_order_id}", at, lambda _: self._send(order))
+
     def _send(self, order: Order) -> None:
         now = self._clock.now_ns()
-        if order.status != OrderStatus.PENDING_SUBMIT:
+        if order.status != _PENDING_SUBMIT:
             return
         if order.client_order_id in self._cancel_requested:
             # Cancelled while it waited for its throttle slot: it never leaves.
-            order.transition(OrderStatus.REJECTED, now, "canceled before it was sent")
+            order.transition(_REJECTED, now, "canceled before it was sent")
             self._on_order_update(order)
             return
-        _advance(order, OrderStatus.SUBMITTED, now)
+        _advance(order, _SUBMITTED, now)
         try:
             self._venue.submit_order(order)
         except RetryableError as error:
             # A timeout or dropped connection: the outcome is unknown, never a rejection.
             # The order stays in flight until a lookup by its client id settles it.
-            if order.can_transition(OrderStatus.UNKNOWN):
-                order.transition(OrderStatus.UNKNOWN, now, str(error))
+            if order.can_transition(_UNKNOWN):
+                order.transition(_UNKNOWN, now, str(error))
             self._log.record(f"unknown {order.client_order_id} {now} {error}")
 
     def _handle_fill(self, order: Order, fill: Fill) -> None:
@@ -886,7 +925,7 @@ class OrderManager:
         if not order.venue_order_id:
             order.venue_order_id = fill.venue_order_id  # a fill may come before the accept
         allowed = TRANSITIONS[order.status]
-        if OrderStatus.PARTIALLY_FILLED in allowed or OrderStatus.FILLED in allowed:
+        if _PARTIALLY_FILLED in allowed or _FILLED in allowed:
             _fill_order(order, fill.qty, fill.price, fill.fee, fill.ts_event)
         else:
             # The venue executed it after we saw the order end (a fill racing a cancel): the
@@ -895,8 +934,8 @@ class OrderManager:
             if fill.qty <= order.leaves_qty:
                 order.apply_late_fill(fill.qty, fill.price, fill.fee, fill.ts_event)
         self._log.record(
-            f"fill {order.client_order_id} {fill.execution_id} {fill.qty!s} {fill.price!s} "
-            f"{fill.fee!s} {fill.ts_event}"  # !s: see `_submit`
+            f"fill {order.client_order_id} {fill.execution_id} {str(fill.qty)} {str(fill.price)} "
+            f"{str(fill.fee)} {fill.ts_event}"  # str(): see `_submit`
         )
         self._on_fill(order, fill)
         return True
@@ -936,26 +975,26 @@ class OrderManager:
 
     def _resize_children(self, group: OcoGroup) -> None:
         """Make the resting exits match what is open now (replacing orders, never amending ids)."""
-        if self.exit_policy is ExitPolicy.STOP_RESTING:
+        if self.exit_policy is _STOP_RESTING:
             self._resize_stop_resting(group)
             return
         if group.stop is None and not group.targets:
             return  # nothing to rest: a plan without a stop or targets
         open_qty = group.open_qty
-        exit_side = group.side.opposite
+        exit_side = _opposite(group.side)
         if group.stop is not None:
             group.stop_id = self._ensure_child(
-                group, group.stop_id, Leg.STOP, OrderType.STOP, exit_side, open_qty, stop=group.stop
+                group, group.stop_id, _LEG_STOP, _STOP, exit_side, open_qty, stop=group.stop
             )
         # A stop refused on the spot has closed the group already: no target may follow it.
         if group.closed or not group.targets:
             return
         wanted = self._targets_wanted(group)
         for leg_index, (target, qty) in enumerate(zip(group.targets, wanted, strict=False)):
-            leg = Leg.TP1 if leg_index == 0 else Leg.TP2
+            leg = _LEG_TP1 if leg_index == 0 else _LEG_TP2
             qty = min(qty, open_qty)
             group.tp_ids[leg_index] = self._ensure_child(
-                group, group.tp_ids[leg_index], leg, OrderType.LIMIT, exit_side, qty, price=target
+                group, group.tp_ids[leg_index], leg, _LIMIT, exit_side, qty, price=target
             )
 
     def _targets_wanted(self, group: OcoGroup) -> list[Decimal]:
@@ -987,7 +1026,7 @@ class OrderManager:
                 continue
             touched = False
             for leg, target in enumerate(group.targets):
-                reached = top >= target if group.side is Side.BUY else bottom <= target
+                reached = top >= target if group.side is _BUY else bottom <= target
                 if reached and self._held_qty(group, leg) > 0:
                     group.releasing[leg] = True
                     touched = True
@@ -998,7 +1037,7 @@ class OrderManager:
     def _live(self, client_order_id: str | None) -> Order | None:
         """The order if it may still work (a child waiting for its throttle slot counts)."""
         order = self.orders.get(client_order_id) if client_order_id is not None else None
-        if order is None or not (order.is_open or order.status is OrderStatus.PENDING_SUBMIT):
+        if order is None or not (order.is_open or order.status is _PENDING_SUBMIT):
             return None
         return order
 
@@ -1009,7 +1048,7 @@ class OrderManager:
         released_id = group.tp_ids[leg]
         released = self.orders.get(released_id) if released_id is not None else None
         if released is not None and (
-            released.status is OrderStatus.REJECTED or self._live(released.client_order_id) is not None
+            released.status is _REJECTED or self._live(released.client_order_id) is not None
         ):
             return _ZERO  # a refused target is not tried again on every touch (it was alerted)
         return max(_ZERO, min(self._targets_wanted(group)[leg], group.open_qty))
@@ -1055,31 +1094,27 @@ class OrderManager:
                 if release[leg] == 0:
                     group.releasing[leg] = False
         stop_qty = max(_ZERO, room)
-        exit_side = group.side.opposite
+        exit_side = _opposite(group.side)
         if group.stop is not None:
             stop = self._live(group.stop_id)
             if stop is not None and (
-                stop.leaves_qty != stop_qty
-                or stop.stop_price != group.stop
-                or stop.status is OrderStatus.PENDING_CANCEL
+                stop.leaves_qty != stop_qty or stop.stop_price != group.stop or stop.status is _PENDING_CANCEL
             ):
                 self._replaced.add(stop.client_order_id)
                 self.cancel(stop.client_order_id)
-                if group.stop_id != stop.client_order_id or stop.status is not OrderStatus.PENDING_SUBMIT:
+                if group.stop_id != stop.client_order_id or stop.status is not _PENDING_SUBMIT:
                     # Continued by the cancel's confirmation (already, if the venue answered at once).
                     self._refresh_held(group)
                     return
                 stop = None  # it was waiting for its throttle slot: cancelled, it is never sent
             if stop is None and stop_qty > 0:
-                self._place_child(group, Leg.STOP, OrderType.STOP, exit_side, stop_qty, stop=group.stop)
+                self._place_child(group, _LEG_STOP, _STOP, exit_side, stop_qty, stop=group.stop)
                 if group.closed:
                     return  # the stop was refused on the spot: the group is being closed
         for leg in range(len(group.targets)):
             if group.releasing[leg]:
                 group.releasing[leg] = False
-                self._place_child(
-                    group, Leg.TP1 if leg == 0 else Leg.TP2, OrderType.MARKET, exit_side, release[leg]
-                )
+                self._place_child(group, _LEG_TP1 if leg == 0 else _LEG_TP2, _MARKET, exit_side, release[leg])
                 # A refusal on the spot has already resized the group: start again from its state.
                 self._resize_stop_resting(group)
                 return
@@ -1098,10 +1133,10 @@ class OrderManager:
         """A new stop or released target, known to its group before it is sent (a refusal on the
         spot must find it there)."""
         child = self._child(group, leg, order_type, side, qty, stop=stop)
-        if leg is Leg.STOP:
+        if leg is _LEG_STOP:
             group.stop_id = child.client_order_id
         else:
-            group.tp_ids[0 if leg is Leg.TP1 else 1] = child.client_order_id
+            group.tp_ids[0 if leg is _LEG_TP1 else 1] = child.client_order_id
             self._log.record(f"target_released {child.client_order_id} {qty}")
         self._submit(child)
         return child
@@ -1121,7 +1156,7 @@ class OrderManager:
         current = self.orders.get(current_id) if current_id is not None else None
         # A child still waiting for its throttle slot (PENDING_SUBMIT) will be sent: it counts as
         # working, or a resize would book a second one beside it.
-        if current is not None and (current.is_open or current.status is OrderStatus.PENDING_SUBMIT):
+        if current is not None and (current.is_open or current.status is _PENDING_SUBMIT):
             if current.leaves_qty == qty and current.price == price and current.stop_price == stop:
                 return current_id
             self._replaced.add(current.client_order_id)
@@ -1190,7 +1225,7 @@ class OrderManager:
         closes, buybacks = self._pending_exits(group)
         excess = group.open_qty - closes + buybacks
         if excess > 0:
-            side, qty = group.side.opposite, excess
+            side, qty = _opposite(group.side), excess
         elif excess < 0:
             side, qty = group.side, -excess
             reason = "overfill correction"
@@ -1202,9 +1237,9 @@ class OrderManager:
             group.symbol,
             side,
             qty,
-            OrderType.MARKET,
+            _MARKET,
             plan_id=group.plan_id,
-            leg=Leg.EXIT,
+            leg=_LEG_EXIT,
             reason=reason,
         )
         group.exit_ids.append(order.client_order_id)
@@ -1231,8 +1266,8 @@ class OrderManager:
             self._log.record(f"stop_rejected_flatten {order.client_order_id}")
             self._close_group(group)
             self._settle(group, "protective stop rejected")
-        elif self.exit_policy is ExitPolicy.STOP_RESTING:
-            if order.tag != _STOP_TAG and order.status is OrderStatus.REJECTED:
+        elif self.exit_policy is _STOP_RESTING:
+            if order.tag != _STOP_TAG and order.status is _REJECTED:
                 self._alert(
                     "target_rejected",
                     f"{group.symbol}: released target {order.client_order_id} refused: {order.reason}; "
@@ -1253,7 +1288,7 @@ class OrderManager:
         if (
             group is not None
             and not group.closed
-            and self.exit_policy is ExitPolicy.STOP_RESTING
+            and self.exit_policy is _STOP_RESTING
             and order.client_order_id != group.entry_id
         ):
             self._resize_stop_resting(group)
@@ -1305,9 +1340,9 @@ class OrderManager:
             order.symbol,
             order.side,
             left,
-            OrderType.MARKET,
+            _MARKET,
             plan_id=self._plan_of(order) or self._orphan_plan_id(strategy, order.symbol, left),
-            leg=Leg.EXIT,
+            leg=_LEG_EXIT,
             reason=order.reason,
         )
         self._exit_attempts[again.client_order_id] = attempts
@@ -1325,9 +1360,7 @@ class OrderManager:
         last_stop = self.orders.get(group.stop_id) if group.stop_id is not None else None
         # The stop goes back on each time the exits run out, unless the one put back was refused.
         refused_again = (
-            failures > MAX_EXIT_ATTEMPTS
-            and last_stop is not None
-            and last_stop.status is OrderStatus.REJECTED
+            failures > MAX_EXIT_ATTEMPTS and last_stop is not None and last_stop.status is _REJECTED
         )
         if refused_again or group.stop is None or group.open_qty <= 0:
             self._alert(
@@ -1346,12 +1379,12 @@ class OrderManager:
         groups = self._open_groups.setdefault((group.strategy, group.symbol), [])
         if group not in groups:
             groups.append(group)
-        if self.exit_policy is ExitPolicy.STOP_RESTING:
+        if self.exit_policy is _STOP_RESTING:
             self._resize_stop_resting(group)
         else:
             # A fresh stop: the old one was cancelled when the group closed.
             group.stop_id = self._ensure_child(
-                group, None, Leg.STOP, OrderType.STOP, group.side.opposite, group.open_qty, stop=group.stop
+                group, None, _LEG_STOP, _STOP, _opposite(group.side), group.open_qty, stop=group.stop
             )
 
     def _alert(self, kind: str, message: str) -> None:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from quantdesk.model import Order, OrderStatus
 from quantdesk.venues.base import VenueOrderState
+
+# Enum members as C statics: compiled, `Side.BUY` is a call of EnumType's __getattr__ hook
+# on Python 3.11 (~80 ns); see _compiled.py.
+_UNKNOWN: Final = OrderStatus.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,6 @@ class OrderTracker:
         return TrackerStats(
             total=len(self._orders),
             in_flight=in_flight,
-            unknown=by_status.get(OrderStatus.UNKNOWN.value, 0),
+            unknown=by_status.get(_UNKNOWN.value, 0),
             by_status=dict(sorted(by_status.items())),
         )

@@ -13,6 +13,10 @@ from typing import Final
 from quantdesk.model import Fill, Side
 from quantdesk.portfolio.trade_record import TradeRecord
 
+# Enum members as C statics: compiled, `Side.BUY` is a call of EnumType's __getattr__ hook
+# on Python 3.11 (~80 ns); see _compiled.py.
+_BUY: Final = Side.BUY
+
 __all__ = ["TradeBuilder", "TradeRecord"]
 
 _ZERO: Final = Decimal(0)
@@ -68,7 +72,7 @@ class TradeBuilder:
     def add(self, fill: Fill, exit_reason: str = "") -> TradeRecord | None:
         """Add a fill; return the trade it closed, if any."""
         qty = fill.qty
-        buy = fill.side is Side.BUY
+        buy = fill.side is _BUY
         trade = self._open
         if trade is None:
             trade = self._open = _OpenTrade(side="LONG" if buy else "SHORT", entry_time=fill.ts_event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Final, TypeGuard
 
 from quantdesk.errors import ConfigError
@@ -163,13 +164,25 @@ class Sizer:
             return SizeResult(
                 _ZERO, f"{symbol}: {basis}{capped} gives {qty}, below the minimum {instrument.min_qty}"
             )
-        sized = qty
-        # Worded only if asked (most approvals are never explained); a module function, not a
-        # closure over this frame: compiled, a nested function and its frame would form a cycle
+        # Worded only if asked (most approvals are never explained); a module function bound with
+        # `partial`, not a lambda: compiled, a lambda moves every local of this function into a
+        # heap object (each use an attribute access), and that object and the lambda form a cycle
         # per sized plan, garbage only the cyclic collector frees.
         return SizeResult(
-            sized, explain=lambda: f"{_basis(mode, wanted, entry, budget, per_unit)} -> {sized}{capped}"
+            qty, explain=partial(_explanation, mode, wanted, entry, budget, per_unit, qty, capped)
         )
+
+
+def _explanation(
+    mode: str,
+    wanted: Decimal,
+    entry: Decimal,
+    budget: Decimal,
+    per_unit: Decimal,
+    sized: Decimal,
+    capped: str,
+) -> str:
+    return f"{_basis(mode, wanted, entry, budget, per_unit)} -> {sized}{capped}"
 
 
 def _basis(mode: str, wanted: Decimal, entry: Decimal, budget: Decimal, per_unit: Decimal) -> str:
