@@ -2,7 +2,8 @@
 
 `setup.py` compiles these (unless `QUANTDESK_PURE=1`); everything else stays Python.
 They are the per-bar and per-order path: the feed loop, the engine, the pipeline, the
-order manager, the simulated venue, the model's accounting. Modules that define msgspec
+order manager, the simulated venue, the model's accounting, and what the store writer does on
+the engine's thread (`store/capture.py`). Modules that define msgspec
 Structs (orders, events, fills, signals, decisions, trade records, the venue's resting
 orders and path hits) stay Python: mypyc drops a class's keyword arguments when it
 compiles it, so a frozen, gc=False Struct would come out mutable and tracked; msgspec
@@ -51,6 +52,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "quantdesk/risk/protections/window.py",
     "quantdesk/risk/session.py",
     "quantdesk/risk/sizer.py",
+    "quantdesk/store/capture.py",
     "quantdesk/strategies/indicators.py",
     "quantdesk/venues/sim/exchange.py",
     "quantdesk/venues/sim/matching.py",

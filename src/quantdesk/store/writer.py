@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +22,17 @@ from quantdesk.execution.client_ids import DuplicateClientId, Leg
 from quantdesk.model import Fill, Order, OrderStatus, Position, Signal
 from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
+from quantdesk.store.capture import (
+    DECISION,
+    FILL,
+    FLATTEN,
+    ORDER,
+    SIGNAL,
+    STATE,
+    Capture,
+    Record,
+    plan_of_client_id,
+)
 from quantdesk.store.models import (
     APPROVED,
     BLOCKED,
@@ -50,9 +60,6 @@ FLUSH_INTERVAL_S = 1.0
 
 log = structlog.get_logger(__name__)
 
-# Kinds of buffered records: a tag and the immutable data, nothing formatted on the hot path.
-_SIGNAL, _DECISION, _ORDER, _FILL, _STATE, _REFUSED, _FLATTEN = range(7)
-Record = tuple[Any, ...]
 # A query's IN list stays well under SQLite's and psycopg's parameter limits.
 _IN_CHUNK = 500
 # While degraded, the background thread backs off up to this between attempts.
@@ -107,19 +114,6 @@ def _is_poison(error: BaseException) -> bool:
 def _one_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-
-
-def plan_of_client_id(client_order_id: str) -> str:
-    """The plan part of a client order id (`order_client_id`'s layouts), or '' for a foreign id.
-
-    The whole plan id on venues with room for it (the simulated venue, Alpaca); its first
-    characters on alphanumeric venues (Kite: 16).
-    """
-    if client_order_id.startswith("qd-"):
-        return client_order_id.split("-")[1]
-    if client_order_id.startswith("Q") and len(client_order_id) > 4:
-        return client_order_id[1:-3]
-    return ""
 
 
 def _storable(signal: Signal) -> Signal:
@@ -300,9 +294,10 @@ class StoreWriter:
         self._on_alert = on_alert
         self._on_overflow = on_overflow
         self._send_when_down = frozenset(send_when_down)
-        self._buffer: deque[Record] = deque()
-        self._overflowed = False
-        self._seen_orders: set[str] = set()
+        # What the engine's thread does (compiled); the writer reads its buffer and sets.
+        self._capture = Capture(max_buffer, self._overflow)
+        self._buffer = self._capture.buffer
+        self._seen_orders = self._capture.seen_orders
         self._orders: OrderManager | None = None
         self._multipliers: dict[str, Decimal] = {}
         # Below: owned by the flushing thread (under _flush_lock), except that the outbox
@@ -310,8 +305,7 @@ class StoreWriter:
         self._carry: list[Record] = []
         self._signal_rows: dict[int, tuple[Signal, int]] = {}
         self._plan_rows: dict[str, tuple[int, bool]] = {}
-        # Plans decided but not yet written: their entry's outbox write brings them first.
-        self._unwritten_plans: set[str] = set()
+        self._unwritten_plans = self._capture.unwritten_plans
         self._order_rows: dict[str, _OrderRef] = {}
         self._positions: dict[tuple[str, str], tuple[Position, int]] = {}
         self._verify = False
@@ -337,15 +331,16 @@ class StoreWriter:
             raise ValueError(
                 f"the writer records mode {self._mode.value}, the engine runs {engine.state.mode.value}"
             )
-        self._orders = engine.orders
+        self._orders = self._capture.orders = engine.orders
         self._multipliers = {symbol: i.multiplier for symbol, i in engine.instruments.items()}
-        engine.bus.subscribe(Signal, self._on_signal)
-        engine.bus.subscribe(Order, self._on_order)
-        engine.bus.subscribe(Fill, self._on_fill)
-        engine.bus.subscribe(SignalBlocked, self._on_refused)
-        engine.bus.subscribe(FlattenCompleted, self._on_flatten)
-        engine.pipeline.subscribe(self._on_decision)
-        engine.state.subscribe(self._on_state_change)
+        capture = self._capture
+        engine.bus.subscribe(Signal, capture.on_signal)
+        engine.bus.subscribe(Order, capture.on_order)
+        engine.bus.subscribe(Fill, capture.on_fill)
+        engine.bus.subscribe(SignalBlocked, capture.on_refused)
+        engine.bus.subscribe(FlattenCompleted, capture.on_flatten)
+        engine.pipeline.subscribe(capture.on_decision)
+        engine.state.subscribe(capture.on_state_change)
 
     def replace_session_factory(self, sessions: sessionmaker[Session]) -> None:
         """Write through `sessions` from the next batch on (a new URL, or tests breaking the store)."""
@@ -353,61 +348,13 @@ class StoreWriter:
             self._sessions = sessions
             self._serialize = sessions.kw["bind"].dialect.name == "sqlite"
 
-    def _append(self, record: Record) -> None:
-        buffer = self._buffer
-        buffer.append(record)
-        if len(buffer) >= self._max_buffer and not self._overflowed:
-            self._overflow()
-
     def _overflow(self) -> None:
-        self._overflowed = True
         log.error("store_buffer_full", buffered=len(self._buffer), max_buffer=self._max_buffer)
         if self._on_overflow is not None:
             try:
                 self._on_overflow()
             except Exception:  # the hot path must go on protecting positions
                 log.exception("store_overflow_handler_failed")
-
-    def _on_signal(self, signal: Signal) -> None:
-        self._append((_SIGNAL, signal))
-
-    def _on_decision(self, record: DecisionRecord) -> None:
-        if record.approved and record.plan_id:
-            self._unwritten_plans.add(record.plan_id)
-        self._append((_DECISION, record))
-
-    def _on_refused(self, refused: SignalBlocked) -> None:
-        self._append((_REFUSED, refused))
-
-    def _on_flatten(self, done: FlattenCompleted) -> None:
-        self._append((_FLATTEN, done))
-
-    def _on_state_change(self, change: StateChange) -> None:
-        self._append((_STATE, change))
-
-    def _on_order(self, order: Order) -> None:
-        client_order_id = order.client_order_id
-        if client_order_id in self._seen_orders:
-            self._append((_ORDER, msgspec.structs.replace(order), None, None))
-            return
-        self._seen_orders.add(client_order_id)
-        strategy, plan_id = self._identity(client_order_id)
-        self._append((_ORDER, msgspec.structs.replace(order), strategy, plan_id))
-
-    def _on_fill(self, fill: Fill) -> None:
-        if fill.client_order_id not in self._seen_orders and self._orders is not None:
-            # The engine publishes a fill before the order update it causes: the order first.
-            order = self._orders.orders.get(fill.client_order_id)
-            if order is not None:
-                self._on_order(order)
-        self._append((_FILL, fill))
-
-    def _identity(self, client_order_id: str) -> tuple[str, str]:
-        if self._orders is None:
-            return "", plan_of_client_id(client_order_id)
-        group = self._orders.group_of(client_order_id)
-        plan_id = group.plan_id if group is not None else plan_of_client_id(client_order_id)
-        return self._orders.strategy_of(client_order_id), plan_id
 
     # -- the outbox ---------------------------------------------------------------------------
 
@@ -453,7 +400,7 @@ class StoreWriter:
         if order.tag in self._send_when_down:
             pending = msgspec.structs.replace(order, status=OrderStatus.PENDING_SUBMIT)
             self._seen_orders.add(order.client_order_id)
-            self._append((_ORDER, pending, strategy, plan_id))
+            self._capture.append((ORDER, pending, strategy, plan_id))
             log.warning("outbox_buffered", client_order_id=order.client_order_id, reason=reason)
             return
         raise StoreWriteFailed(f"order {order.client_order_id} not sent: {reason}") from error
@@ -558,8 +505,8 @@ class StoreWriter:
         with self._state_lock:
             was = self._degraded
             self._degraded = False
-        if self._overflowed and len(self._buffer) < self._max_buffer:
-            self._overflowed = False
+        if self._capture.overflowed and len(self._buffer) < self._max_buffer:
+            self._capture.overflowed = False
         if was:
             log.warning("store_recovered", written=self._written)
             self._alert("store_recovered", "store recovered, buffered writes flushed")
@@ -700,23 +647,23 @@ class _Staged:
         flattens: list[FlattenCompleted] = []
         for record in batch:
             kind = record[0]
-            if kind == _SIGNAL:
+            if kind == SIGNAL:
                 signals[id(record[1])] = record[1]
-            elif kind == _DECISION:
+            elif kind == DECISION:
                 decisions.append((record[1], self.mode))
-            elif kind == _ORDER:
+            elif kind == ORDER:
                 first = orders.get(record[1].client_order_id)
                 if first is None:
                     orders[record[1].client_order_id] = [record[1], record[2], record[3]]
                 else:
                     first[0] = record[1]  # the latest state; identity from the first sighting
-            elif kind == _FILL:
+            elif kind == FILL:
                 fills.append(record[1])
-            elif kind == _STATE:
+            elif kind == STATE:
                 changes.append(record[1])
                 if record[1].action == "mode" and record[1].reason in Mode.__members__:
                     self.mode = Mode(record[1].reason)
-            elif kind == _FLATTEN:
+            elif kind == FLATTEN:
                 flattens.append(record[1])
             else:
                 refused.append(record[1])

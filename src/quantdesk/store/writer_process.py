@@ -44,17 +44,9 @@ from quantdesk.clock import monotonic_ns
 from quantdesk.engine.messages import DecisionRecord, SignalBlocked
 from quantdesk.model import Signal
 from quantdesk.risk.messages import Mode
+from quantdesk.store.capture import DECISION, REFUSED, SIGNAL, Record
 from quantdesk.store.database import make_engine, session_factory
-from quantdesk.store.writer import (
-    _DECISION,
-    _REFUSED,
-    _SIGNAL,
-    FLUSH_INTERVAL_S,
-    Record,
-    StoreWriteFailed,
-    StoreWriter,
-    WriterStats,
-)
+from quantdesk.store.writer import FLUSH_INTERVAL_S, StoreWriteFailed, StoreWriter, WriterStats
 
 if TYPE_CHECKING:
     from quantdesk.engine import Engine
@@ -262,6 +254,7 @@ class ProcessStoreWriter(StoreWriter):
     def _apply(self, ack: _Ack) -> None:
         self._acked = max(self._acked, ack.token)
         self._child = ack
+        self._capture.elsewhere = ack.buffered  # counted against max_buffer
         for plan_id, row in ack.plans:
             self._plan_rows[plan_id] = row
             self._unwritten_plans.discard(plan_id)
@@ -281,14 +274,8 @@ class ProcessStoreWriter(StoreWriter):
         elif was and not self._degraded:
             log.warning("store_recovered", written=ack.written)
             self._alert("store_recovered", "store recovered, buffered writes flushed")
-        if self._overflowed and self.buffered < self._max_buffer:
-            self._overflowed = False
-
-    def _append(self, record: Record) -> None:
-        buffer = self._buffer
-        buffer.append(record)
-        if len(buffer) + self._child.buffered >= self._max_buffer and not self._overflowed:
-            self._overflow()
+        if self._capture.overflowed and self.buffered < self._max_buffer:
+            self._capture.overflowed = False
 
     # -- the figures ----------------------------------------------------------------------------
 
@@ -348,14 +335,14 @@ class _SignalMemory:
         out: list[Record] = []
         for record in records:
             kind = record[0]
-            if kind == _SIGNAL:
+            if kind == SIGNAL:
                 self._remember(record[1])
-            elif kind == _DECISION:
+            elif kind == DECISION:
                 decision: DecisionRecord = record[1]
                 known = self._known(decision.signal)
                 if known is not None:
                     record = (kind, msgspec.structs.replace(decision, signal=known))
-            elif kind == _REFUSED:
+            elif kind == REFUSED:
                 refused: SignalBlocked = record[1]
                 known = self._known(refused.signal)
                 if known is not None:
