@@ -142,6 +142,43 @@ def test_a_store_that_is_down_degrades_alerts_once_and_keeps_every_record() -> N
             writer._process.kill()
 
 
+def test_records_the_child_holds_count_against_max_buffer() -> None:
+    """Shipped to a child whose store is down, records are still unwritten: the bound that
+    pauses entries counts them with the parent's own, or a dead store would never pause."""
+    url = _dead_url()
+    full: list[tuple[int, int]] = []
+    holder: dict[str, ProcessStoreWriter] = {}
+
+    def on_overflow() -> None:
+        w = holder["writer"]
+        full.append((len(w._buffer), w.stats().buffered))
+
+    writer = holder["writer"] = ProcessStoreWriter(
+        session_factory(make_engine(url)),
+        url,
+        mode=Mode.BACKTEST,
+        config_sha=SHA,
+        max_buffer=20,
+        on_overflow=on_overflow,
+        send_when_down={"STOP", "EXIT"},
+    )
+    r = rig(default_qty=Decimal(10), before_send=writer.persist_before_send)
+    writer.attach(r.engine)
+    r.engine.add_strategy(Bracket("AAA"))
+    r.engine.start()
+    try:
+        for i in range(60):
+            r.feed(wave(i))
+            r.engine.end_cycle()
+            writer.flush()  # ships to the child, which keeps them (its store is down)
+        assert len(full) == 1, full  # once, at the bound
+        own, total = full[0]
+        assert own < 20 <= total
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
 def test_the_writer_process_dies_with_its_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
