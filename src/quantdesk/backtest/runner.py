@@ -28,7 +28,7 @@ from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.messages import DecisionRecord
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
-from quantdesk.model import Bar, Fill, Instrument, Order
+from quantdesk.model import Bar, Fill, Instrument, Order, Side
 from quantdesk.portfolio.trades import TradeRecord
 from quantdesk.risk.messages import Mode
 from quantdesk.strategies import Strategy
@@ -37,6 +37,8 @@ from quantdesk.venues.sim.config import FillAt
 from quantdesk.venues.sim.fees import FeeModel
 
 CHUNK: Final = 65_536
+# Enum members as C statics (see _compiled.py).
+_BUY: Final = Side.BUY
 Progress = Callable[[int, int], None]
 
 
@@ -409,12 +411,20 @@ def equity_curve(
     exposure = np.zeros(n, dtype=bool)
     if not fills:
         return EquityCurve(timeline, np.full(n, float(cash))), exposure
-    symbols = np.array([f.symbol for f in fills])
+    symbol_of = [f.symbol for f in fills]
+    symbols = np.array(symbol_of)
     at = np.searchsorted(timeline, np.array([f.ts_event for f in fills], dtype=np.int64))
-    multipliers = {s: instruments[s].multiplier for s in set(symbols.tolist())}
-    flows = np.array([float(f.signed_qty * f.price * multipliers[f.symbol] + f.fee) for f in fills])
+    multipliers = {s: instruments[s].multiplier for s in set(symbol_of)}
+    # Fill.signed_qty is a Python property: spelled out, once per fill.
+    signed_qty = [f.qty if f.side is _BUY else -f.qty for f in fills]
+    flows = np.array(
+        [
+            float(q * f.price * multipliers[s] + f.fee)
+            for q, f, s in zip(signed_qty, fills, symbol_of, strict=True)
+        ]
+    )
     equity = float(cash) - np.cumsum(np.bincount(at, weights=flows, minlength=n))
-    signed = np.array([float(f.signed_qty) for f in fills])
+    signed = np.array([float(q) for q in signed_qty])
     for symbol, multiplier in multipliers.items():
         mine = symbols == symbol
         qty = np.cumsum(np.bincount(at[mine], weights=signed[mine], minlength=n))

@@ -207,54 +207,43 @@ class SimulatedExchange:
         """Accept or reject `order` at once; fills come with later market data."""
         now = self._now()
         reason = self._refusal(order, now)
+        # Read once: each field of the order (a msgspec Struct) is a generic lookup from here.
+        client_order_id, symbol, side, qty = order.client_order_id, order.symbol, order.side, order.qty
         # Like Alpaca, an id is spent once submitted, even if the order was refused.
-        first_time = order.client_order_id not in self._seen_ids
-        self._seen_ids.add(order.client_order_id)
+        first_time = client_order_id not in self._seen_ids
+        self._seen_ids.add(client_order_id)
         if reason:
             if first_time:
-                self._book[order.client_order_id] = [
-                    "",
-                    order.symbol,
-                    order.side,
-                    order.qty,
-                    _ZERO,
-                    _REJECTED,
-                    now,
-                ]
-            self._emit(OrderRejected(order.client_order_id, now, reason))
+                self._book[client_order_id] = ["", symbol, side, qty, _ZERO, _REJECTED, now]
+            self._emit(OrderRejected(client_order_id, now, reason))
             return
         self._sequence += 1
+        sequence = self._sequence
+        price, stop_price, tif = order.price, order.stop_price, order.time_in_force
+        venue_order_id = f"SIM-{sequence}"
         # Positional, in field order: keywords cost a name match per field, per order.
         resting = Resting(
-            order.client_order_id,
-            f"SIM-{self._sequence}",
-            order.symbol,
-            order.side,
+            client_order_id,
+            venue_order_id,
+            symbol,
+            side,
             order.order_type,
-            order.qty,
-            float(order.price) if order.price is not None else None,
-            float(order.stop_price) if order.stop_price is not None else None,
-            order.price,
-            order.stop_price,
-            order.time_in_force,
+            qty,
+            float(price) if price is not None else None,
+            float(stop_price) if stop_price is not None else None,
+            price,
+            stop_price,
+            tif,
             now + self._latency_ns,
             self._session_key(now),
-            self._sequence,
+            sequence,
         )
-        self._resting.setdefault(order.symbol, []).append(resting)
-        if resting.tif is _DAY:
+        self._resting.setdefault(symbol, []).append(resting)
+        if tif is _DAY:
             self._day_orders += 1
-        self._by_id[order.client_order_id] = resting
-        self._book[order.client_order_id] = [
-            resting.venue_order_id,
-            order.symbol,
-            order.side,
-            order.qty,
-            _ZERO,
-            _ACCEPTED,
-            now,
-        ]
-        self._emit(OrderAccepted(order.client_order_id, resting.venue_order_id, now))
+        self._by_id[client_order_id] = resting
+        self._book[client_order_id] = [venue_order_id, symbol, side, qty, _ZERO, _ACCEPTED, now]
+        self._emit(OrderAccepted(client_order_id, venue_order_id, now))
 
     def cancel_order(self, client_order_id: str) -> None:
         resting = self._by_id.get(client_order_id)
@@ -351,50 +340,50 @@ class SimulatedExchange:
     # -- internals ----------------------------------------------------------------------------
 
     def _refusal(self, order: Order, now: int) -> str:
-        instrument = self._instruments.get(order.symbol)
+        symbol, side, qty, stop_price = order.symbol, order.side, order.qty, order.stop_price
+        instrument = self._instruments.get(symbol)
         if instrument is None:
-            return f"unknown symbol {order.symbol}"
+            return f"unknown symbol {symbol}"
         if order.client_order_id in self._seen_ids:
             return f"duplicate client order id {order.client_order_id}"
         order_type = order.order_type
         limited = order_type in _LIMITED
         price = order.price if limited else None
         if price is None and limited:
-            return f"{order.symbol}: {order_type.value} order needs a limit price"
-        if order.stop_price is None and order_type in _STOPPED:
-            return f"{order.symbol}: {order_type.value} order needs a stop price"
-        check = instrument.validate_order(order.qty, price, order.side)
+            return f"{symbol}: {order_type.value} order needs a limit price"
+        if stop_price is None and order_type in _STOPPED:
+            return f"{symbol}: {order_type.value} order needs a stop price"
+        check = instrument.validate_order(qty, price, side)
         if not check.ok:
             return check.reason
-        if order.stop_price is not None:
-            stop_check = instrument.validate_order(order.qty, order.stop_price, order.side)
+        if stop_price is not None:
+            stop_check = instrument.validate_order(qty, stop_price, side)
             if not stop_check.ok:
                 return stop_check.reason.replace("price", "stop price", 1)
         if self._enforce_session and self._is_open is not None and not self._is_open(now):
-            return f"{order.symbol}: outside the trading session"
-        position = self.positions.get(order.symbol, _ZERO)
-        if order.side is _SELL and not self._allow_short:
+            return f"{symbol}: outside the trading session"
+        position = self.positions.get(symbol, _ZERO)
+        if side is _SELL and not self._allow_short:
             pending = sum(
-                (r.leaves for r in self._resting.get(order.symbol, ()) if r.side is _SELL),
+                (r.leaves for r in self._resting.get(symbol, ()) if r.side is _SELL),
                 Decimal(0),
             )
-            if order.qty + pending > position:
-                return f"{order.symbol}: insufficient position to sell {order.qty} (short selling off)"
-        if order.side is _BUY and self._check_cash and position >= 0:
-            reference = order.price or order.stop_price
+            if qty + pending > position:
+                return f"{symbol}: insufficient position to sell {qty} (short selling off)"
+        if side is _BUY and self._check_cash and position >= 0:
+            reference = order.price or stop_price
             if reference is None:
-                last = self._last_price.get(order.symbol)
-                bar = self._price_source.get(order.symbol)
+                last = self._last_price.get(symbol)
+                bar = self._price_source.get(symbol)
                 if bar is not None:
                     last = bar.close
                 reference = instrument.price_from_float(last) if last is not None else None
             if reference is not None:
-                cost = order.qty * reference * instrument.multiplier
+                cost = qty * reference * instrument.multiplier
                 cost += cost * self._cash_buffer
                 if cost > self.cash:
                     return (
-                        f"{order.symbol}: insufficient cash: needs {cost:.2f} {self.currency}, "
-                        f"has {self.cash:.2f}"
+                        f"{symbol}: insufficient cash: needs {cost:.2f} {self.currency}, has {self.cash:.2f}"
                     )
         return ""
 
