@@ -32,6 +32,7 @@ def settings(tmp_path: Path, **kw: object) -> NodeConfig:
         "var_dir": tmp_path / "var",
         "exit_at_end": True,
         "config_file": str(config),
+        "port": 0,  # any free port: 8000 may be a node running beside the suite (`make run`)
     }
     base.update(kw)
     return NodeConfig(**base)  # type: ignore[arg-type]
