@@ -70,7 +70,6 @@ _MARKET: Final = OrderType.MARKET
 _STOP: Final = OrderType.STOP
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
-_GTC: Final = TimeInForce.GTC
 
 _ZERO: Final = Decimal(0)
 # Leg tags as plain strings: an order's tag is compared on every event it gets, and each
@@ -99,7 +98,6 @@ class ExitPolicy(StrEnum):
     STOP_RESTING = "stop_resting"
 
 
-_BOTH_RESTING: Final = ExitPolicy.BOTH_RESTING
 _STOP_RESTING: Final = ExitPolicy.STOP_RESTING
 
 
@@ -222,10 +220,10 @@ class OrderManager:
         on_fill: FillHandler,
         on_order_update: OrderHandler,
         on_alert: AlertHandler | None = None,
-        time_in_force: TimeInForce = _GTC,
+        time_in_force: TimeInForce = TimeInForce.GTC,
         tp1_share: Decimal = Decimal("0.5"),
         break_even_after_tp1: bool = False,
-        exit_policy: ExitPolicy = _BOTH_RESTING,
+        exit_policy: ExitPolicy = ExitPolicy.BOTH_RESTING,
         before_send: BeforeSend | None = None,
         throttler: Throttler | None = None,
         throttle_limit: str = "orders",
@@ -613,7 +611,7 @@ class OrderManager:
         *,
         strategy: str = "",
         tag: str = "",
-        order_type: OrderType = _MARKET,
+        order_type: OrderType = OrderType.MARKET,
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         reason: str = "",
