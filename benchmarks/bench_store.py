@@ -17,6 +17,9 @@
    persistence within 10% of without. Each repeat runs the three back to back, in rotating
    order, and gives one paired ratio; the median ratio over `--repeat` pairs and the range
    of the pairs are reported (the machine's drift makes unpaired medians misleading).
+   Paced runs also report each decision's time **from when its event was due** ("from
+   due"): what a live node's tick sees, including waking up, getting the interpreter lock
+   and a CPU back, and waiting behind a late event; the engine time alone misses all of it.
 
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
@@ -124,18 +127,23 @@ def drive(
     bars: list[Bar],
     pace_ns: int = 0,
     writer: StoreWriter | None = None,
+    arrivals: list[int] | None = None,
 ) -> list[int]:
     """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
-    return the latency (ns) of each event that produced a decision. Between events, as the
-    node's loop does, the writer is pumped every 0.1 s (the process writer ships then)."""
+    return the latency (ns) of each event that produced a decision: the engine's own time
+    (`on_bar` + `end_cycle`). Paced, `arrivals` gets the same events' time from when they
+    were due: waking up, taking the interpreter lock and a CPU back, the events queued
+    behind a late one, and the engine's time. Between events, as the node's loop does, the
+    writer is pumped every 0.1 s (the process writer ships then)."""
     samples = []
     clock_ns = time.perf_counter_ns
     start = clock_ns()
     next_pump = start + PUMP_NS
     for i, bar in enumerate(bars):
+        due = start + i * pace_ns
         if pace_ns:
             # Sleeping releases the GIL, as a live engine waiting on its feed's socket does.
-            wait = start + i * pace_ns - clock_ns()
+            wait = due - clock_ns()
             if wait > 0:
                 time.sleep(wait / 1e9)
         clock.advance_to(bar.ts_event)
@@ -148,6 +156,8 @@ def drive(
         venue.on_bar_close(bar)
         if engine.signals != signals:
             samples.append(t1 - t0)
+            if arrivals is not None:
+                arrivals.append(t1 - due)
         if writer is not None and t1 >= next_pump:
             writer.pump()
             next_pump = t1 + PUMP_NS
@@ -243,7 +253,9 @@ def bench_outbox(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def latency_run(url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thread") -> list[int]:
+def latency_run(
+    url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thread", arrivals: list[int] | None = None
+) -> list[int]:
     engine, venue, clock = build()
     writer: StoreWriter | None = None
     db = None
@@ -258,12 +270,14 @@ def latency_run(url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thr
     tune_gc_for_trading()
     if writer is not None:
         writer.start_background()  # the node's period (store.writer.FLUSH_INTERVAL_S)
-    samples = drive(engine, venue, clock, bars, pace_ns, writer)
+    samples = drive(engine, venue, clock, bars, pace_ns, writer, arrivals)
     if writer is not None:
         writer.stop()
     if db is not None:
         db.dispose()
     gc.unfreeze()
+    if arrivals is not None:
+        del arrivals[: len(arrivals) // 10]
     return samples[len(samples) // 10 :]  # the first tenth warms caches
 
 
@@ -277,10 +291,14 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
     pace_ns = SECOND // rate if rate else 0
     kinds = ("off", "thread", "process")
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    due: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for i in range(repeat):
         for kind in kinds[i % 3 :] + kinds[: i % 3]:
             url = None if kind == "off" else backends.fresh(name)
-            runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind)))
+            arrivals: list[int] | None = [] if pace_ns else None
+            runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind, arrivals)))
+            if arrivals is not None:
+                due[kind].append(percentiles_us(arrivals))
     off = runs["off"]
     result: dict[str, Any] = {
         "events_per_s": rate or "unpaced",
@@ -288,28 +306,39 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
         "repeat": repeat,
     }
     for kind in ("thread", "process"):
-        result[kind] = {}
-        for key in ("p50", "p99"):
-            ratios = [on[key] / without[key] for on, without in zip(runs[kind], off, strict=True)]
-            result[kind][key] = {
-                "off_us": statistics.median(r[key] for r in off),
-                "on_us": statistics.median(r[key] for r in runs[kind]),
-                "ratio": round(statistics.median(ratios), 3),
-                "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
-            }
+        result[kind] = _paired(runs[kind], off)
+        if pace_ns:
+            result[kind]["from_due"] = _paired(due[kind], due["off"])
     return result
+
+
+def _paired(on_runs: list[dict[str, float]], off_runs: list[dict[str, float]]) -> dict[str, Any]:
+    paired: dict[str, Any] = {}
+    for key in ("p50", "p99"):
+        ratios = [on[key] / without[key] for on, without in zip(on_runs, off_runs, strict=True)]
+        paired[key] = {
+            "off_us": statistics.median(r[key] for r in off_runs),
+            "on_us": statistics.median(r[key] for r in on_runs),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+        }
+    return paired
 
 
 def _line(label: str, latency: dict[str, Any]) -> str:
     lines = []
     for kind in ("thread", "process"):
-        p50, p99 = latency[kind]["p50"], latency[kind]["p99"]
-        lines.append(
-            f"  tick-to-decision {label}, writer {kind}: p50 {p50['off_us']} -> {p50['on_us']} us "
-            f"(x{p50['ratio']}, pairs {p50['ratio_range'][0]}-{p50['ratio_range'][1]}), "
-            f"p99 {p99['off_us']} -> {p99['on_us']} us "
-            f"(x{p99['ratio']}, pairs {p99['ratio_range'][0]}-{p99['ratio_range'][1]})"
-        )
+        for what, figures in (("engine time", latency[kind]), ("from due", latency[kind].get("from_due"))):
+            if figures is None:
+                continue
+            p50, p99 = figures["p50"], figures["p99"]
+            lines.append(
+                f"  tick-to-decision {label}, writer {kind}, {what}: "
+                f"p50 {p50['off_us']} -> {p50['on_us']} us "
+                f"(x{p50['ratio']}, pairs {p50['ratio_range'][0]}-{p50['ratio_range'][1]}), "
+                f"p99 {p99['off_us']} -> {p99['on_us']} us "
+                f"(x{p99['ratio']}, pairs {p99['ratio_range'][0]}-{p99['ratio_range'][1]})"
+            )
     return "\n".join(lines)
 
 
