@@ -48,11 +48,10 @@ from quantdesk.store.models import (
 
 if TYPE_CHECKING:
     from quantdesk.engine import Engine
-    from quantdesk.execution import OrderManager
 
 # The background writer's period. Longer periods mean fewer, larger transactions: less work
-# beside the engine (measured with PostgreSQL on the engine's two vCPUs, tick-to-decision p99
-# with the writer on: x1.065 at 1 s against x1.105 at 0.2 s, paired runs). A crash loses what
+# beside the engine (measured with PostgreSQL on the engine's two vCPUs, tick-to-decision p99 in
+# engine time with the writer on: x1.065 at 1 s against x1.105 at 0.2 s, paired runs). A crash loses what
 # is buffered (about one period of records): order states and fills come back from the venue
 # at recovery, and no order is sent before its row, signal and decision are committed (the
 # outbox), whatever the period.
@@ -298,7 +297,6 @@ class StoreWriter:
         self._capture = Capture(max_buffer, self._overflow)
         self._buffer = self._capture.buffer
         self._seen_orders = self._capture.seen_orders
-        self._orders: OrderManager | None = None
         self._multipliers: dict[str, Decimal] = {}
         # Below: owned by the flushing thread (under _flush_lock), except that the outbox
         # adds to _order_rows and reads _plan_rows (single dict operations).
@@ -325,13 +323,13 @@ class StoreWriter:
 
     def attach(self, engine: Engine) -> None:
         """Subscribe to the engine's signals, decisions, orders, fills, refusals and state changes."""
-        if self._orders is not None:
+        if self._capture.orders is not None:
             raise RuntimeError("this StoreWriter is already attached to an engine")
         if engine.state.mode is not self._mode:
             raise ValueError(
                 f"the writer records mode {self._mode.value}, the engine runs {engine.state.mode.value}"
             )
-        self._orders = self._capture.orders = engine.orders
+        self._capture.orders = engine.orders
         self._multipliers = {symbol: i.multiplier for symbol, i in engine.instruments.items()}
         capture = self._capture
         engine.bus.subscribe(Signal, capture.on_signal)
