@@ -479,7 +479,9 @@ class PaperNode:
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
-            parts.writer.pump()  # records to the writer process, between events on this thread
+            # Records to the writer process, one chunk at a time: a feed event waiting goes in between.
+            while parts.writer.pump():
+                await asyncio.sleep(0)
             if monotonic_ns() >= next_check:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
                 found = parts.reconciler.reconcile()

@@ -533,9 +533,10 @@ class StoreWriter:
 
     # -- background mode ----------------------------------------------------------------------
 
-    def pump(self) -> None:
-        """Nothing to do here: this writer's batches go from its own thread (see
-        `ProcessStoreWriter.pump`, which the node calls between events)."""
+    def pump(self) -> bool:
+        """Nothing to do here (returns False: nothing left to ship): this writer's batches go from
+        its own thread (see `ProcessStoreWriter.pump`, which the node calls between events)."""
+        return False
 
     def start_background(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         """Flush every `interval_s` on a daemon thread (backing off while the store is down)."""

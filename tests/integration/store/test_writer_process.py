@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from kit import Rig, rig
-from quantdesk.model import Fill
+from quantdesk.engine.messages import DecisionRecord, FlattenCompleted, SignalBlocked
+from quantdesk.model import Fill, Order, OrderStatus, OrderType, Side, Signal
+from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
 from quantdesk.store import DecisionRow, FillRow, OrderRow, SignalRow, make_engine, session_factory
+from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
 from quantdesk.store.writer import StoreWriteFailed
-from quantdesk.store.writer_process import ProcessStoreWriter
+from quantdesk.store.writer_process import (
+    SHIP_CHUNK,
+    ProcessStoreWriter,
+    _decode_records,
+    _encode_records,
+    _SignalMemory,
+)
 from recovery_kit import Bracket, wave
 
 SHA = "e" * 64
@@ -212,3 +227,168 @@ def _alive(pid: int) -> bool:
     # A zombie (dead, not yet reaped by init) counts as gone.
     status = Path(f"/proc/{pid}/stat")
     return status.exists() and status.read_text().split()[2] != "Z"
+
+
+# -- the records' wire format -------------------------------------------------------------------
+
+
+def _signal(ts: int = 1_000) -> Signal:
+    return Signal(
+        "brk",
+        "AAA",
+        Side.BUY,
+        ts,
+        entry=Decimal("101.25"),
+        stop=Decimal("99.5"),
+        targets=(Decimal("103"), Decimal("104.75")),
+        features=Signal.freeze_features({"atr": 1.25, "rsi": 61.0}),
+        rationale="breakout",
+    )
+
+
+def _every_kind() -> list[Record]:
+    signal = _signal()
+    order = Order("qd-P1-entry-0", "AAA", Side.BUY, OrderType.LIMIT, Decimal(10), price=Decimal("101.25"))
+    order.transition(OrderStatus.PENDING_SUBMIT, 1_001)
+    reasons = ("max_positions",)
+    fill = Fill(
+        "x1",
+        order.client_order_id,
+        "v1",
+        "AAA",
+        Side.BUY,
+        Decimal(10),
+        Decimal("101.2"),
+        Decimal("0.01"),
+        5,
+        6,
+    )
+    ten, zero = Decimal(10), Decimal(0)
+    return [
+        (SIGNAL, signal),
+        (
+            DECISION,
+            DecisionRecord("P1", signal, True, (), (), ten, Decimal("17.5"), Decimal("0.5"), 1_001),
+        ),
+        (
+            DECISION,
+            DecisionRecord("", signal, False, reasons, ("3 open",), zero, zero, zero, 1),
+        ),
+        (ORDER, order, "brk", "P1"),
+        (ORDER, order, None, None),
+        (FILL, fill),
+        (STATE, StateChange("pause", "operator", "lunch", 7)),
+        (REFUSED, SignalBlocked(signal, "stop above entry")),
+        (FLATTEN, FlattenCompleted(8, "kill_switch", "drawdown", 2, 1, 1_500_000)),
+    ]
+
+
+def _plain(value: object) -> object:
+    # Orders compare by identity (eq=False): compare their fields.
+    return msgspec.structs.asdict(value) if isinstance(value, Order) else value
+
+
+def test_every_record_kind_crosses_to_the_child_unchanged() -> None:
+    records = _every_kind()
+    decoded = _decode_records(memoryview(_encode_records(records))[1:])
+    assert [tuple(_plain(v) for v in r) for r in decoded] == [tuple(_plain(v) for v in r) for r in records]
+    assert [type(v) for r in decoded for v in r] == [type(v) for r in records for v in r]
+    # The features stay read-only, as the engine made them.
+    assert isinstance(decoded[0][1].features, MappingProxyType)
+
+
+def test_decisions_and_refusals_get_the_object_of_their_signal_shipped_earlier() -> None:
+    """The writer ties a decision row to its signal row by the signal object: a decoded record
+    carries a copy, which the child's memory swaps for the one it has seen."""
+    records = _every_kind()
+    memory = _SignalMemory()
+    first = memory.apply(_decode_records(memoryview(_encode_records(records[:1]))[1:]))
+    later = memory.apply(_decode_records(memoryview(_encode_records(records[1:]))[1:]))
+    signal = first[0][1]
+    carriers = [r[1] for r in later if r[0] in (DECISION, REFUSED)]
+    assert len(carriers) == 3 and all(c.signal is signal for c in carriers)
+
+
+def test_a_signal_shipped_only_inside_its_decision_is_one_object_for_all_that_name_it() -> None:
+    signal = _signal(ts=2_000)
+    decision = DecisionRecord("P2", signal, True, (), (), Decimal(1), Decimal(1), Decimal("0.1"), 2_001)
+    memory = _SignalMemory()
+    out = memory.apply(_decode_records(memoryview(_encode_records([(DECISION, decision)]))[1:]))
+    again = memory.apply(
+        _decode_records(memoryview(_encode_records([(REFUSED, SignalBlocked(signal, "late"))]))[1:])
+    )
+    assert again[0][1].signal is out[0][1].signal
+
+
+def test_pump_ships_one_chunk_per_call_and_says_when_more_is_left(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """The node's loop lets a feed event in between two calls: one call must not ship everything."""
+    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
+    try:
+        writer.flush()  # the child is up
+        buffered = 3 * SHIP_CHUNK + 5
+        for i in range(buffered):
+            writer._capture.on_signal(_signal(ts=10_000 + i))
+        calls = 0
+        while writer.pump():
+            calls += 1
+            assert len(writer._buffer) == buffered - calls * SHIP_CHUNK
+        assert calls == 3 and not writer._buffer
+        assert writer.stop() == buffered
+        assert _count(sessions, SignalRow) == buffered
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+@contextlib.contextmanager
+def _store_locked(url: str) -> Iterator[None]:
+    """Another session holds the signals table (PostgreSQL) or the whole file (SQLite)."""
+    if url.startswith("sqlite"):
+        holder = sqlite3.connect(str(make_url(url).database), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    db = make_engine(url)
+    with db.connect() as connection:
+        connection.exec_driver_sql("LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            connection.rollback()
+    db.dispose()
+
+
+def test_a_write_stuck_on_a_locked_store_never_blocks_the_pump(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """The child reads the pipe while its write waits: else the pipe (64 KiB) fills and the
+    engine's thread, pumping, waits on the database after all."""
+    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
+    n = 3_000  # ~700 KiB of records: ten times what the pipe holds
+    try:
+        writer.flush()
+        with _store_locked(db_url):
+            for i in range(SHIP_CHUNK):
+                writer._capture.on_signal(_signal(ts=20_000 + i))
+            writer.pump()
+            time.sleep(0.5)  # the child is now writing that chunk, waiting on the lock
+            for i in range(SHIP_CHUNK, n):
+                writer._capture.on_signal(_signal(ts=20_000 + i))
+            pumping = threading.Thread(target=lambda: [None for _ in iter(writer.pump, False)])
+            started = time.monotonic()
+            pumping.start()
+            pumping.join(timeout=30)
+            took = time.monotonic() - started
+            assert not pumping.is_alive() and took < 2.0, f"pumping took {took:.1f} s"
+            assert not writer._buffer
+        writer.flush()
+        assert _count(sessions, SignalRow) == n
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
