@@ -13,7 +13,7 @@
    `engine.end_cycle()`, perf_counter_ns) for events that produced a decision, with
    no writer, and with a writer attached and flushing as the node's does (every
    `FLUSH_INTERVAL_S`, 1 s): on a thread of the engine's process (`StoreWriter`), and in
-   a process of its own (`ProcessStoreWriter`; the node's default is the thread). Target: p50 and p99 with
+   a process of its own (`ProcessStoreWriter`, the node's default). Target: p50 and p99 with
    persistence within 10% of without. Each repeat runs the three back to back, in rotating
    order, and gives one paired ratio; the median ratio over `--repeat` pairs and the range
    of the pairs are reported (the machine's drift makes unpaired medians misleading).

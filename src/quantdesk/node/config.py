@@ -55,10 +55,11 @@ class NodeConfig(BaseModel):
     exit_at_end: bool = False
     venue_state: Path | None = None
     store_max_buffer: int = Field(default=100_000, ge=1)
-    # "thread": batches written by a thread of this process (the default: measured no slower on
-    # two cores); "process": by a child process, off the engine's GIL, for a machine with a core
-    # to spare for it (docs/PERFORMANCE.md, "Store").
-    store_writer: Literal["process", "thread"] = "thread"
+    # "process" (the default): batches written by a child process, fed between events, so the
+    # store's work never holds the engine's interpreter lock; "thread": by a thread of this
+    # process, which does, and delays the next tick's wake-up by up to the 5 ms switch interval
+    # (p99 from due x3-10 of no writer, against x0.7-1.9; docs/PERFORMANCE.md, "Store").
+    store_writer: Literal["process", "thread"] = "process"
     # Seconds between the background writer's batches (write-behind; the outbox is synchronous).
     # store.writer.FLUSH_INTERVAL_S, spelled out: this module stays free of the store's imports.
     store_flush_interval_s: float = Field(default=1.0, gt=0)
