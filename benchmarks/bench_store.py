@@ -52,9 +52,10 @@ from sqlalchemy.engine import make_url
 from quantdesk.bus import MessageBus
 from quantdesk.clock import SimulatedClock
 from quantdesk.engine import Engine, EngineConfig
+from quantdesk.engine.messages import DecisionRecord
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.engine.runtime import tune_gc_for_trading
-from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side
+from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side, Signal
 from quantdesk.risk import Mode
 from quantdesk.store import StoreUnavailable, connect, make_engine, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
@@ -238,16 +239,34 @@ def bench_throughput(url: str, bars: list[Bar], batch_size: int) -> dict[str, An
     }
 
 
-def bench_outbox(url: str, n: int) -> dict[str, Any]:
+def bench_outbox(url: str, n: int, kind: str = "thread", decided: bool = False) -> dict[str, Any]:
+    """`persist_before_send` per order, p50/p99 (ms). `decided`: each order is an entry whose
+    signal and decision are still buffered, as on a live entry, so the outbox first has them
+    written (the thread writer in this thread, the writer process in its child: a round trip)."""
     db = make_engine(url)
-    writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
+    writer: StoreWriter
+    if kind == "process":
+        writer = ProcessStoreWriter(session_factory(db), url, mode=Mode.PAPER, config_sha=SHA)
+        writer.flush()  # the child is up
+    else:
+        writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
     samples = []
     for i in range(n):
-        order = Order(f"qd-OUTBOX{i}-entry-0", "S0", Side.BUY, OrderType.MARKET, Decimal(10), tag="ENTRY")
+        plan_id = f"OUTBOX{i}"
+        if decided:
+            signal = Signal("bench", "S0", Side.BUY, T0 + i, stop=Decimal("99.5"), targets=(Decimal(101),))
+            writer._capture.on_signal(signal)
+            ten, risk = Decimal(10), Decimal(5)
+            writer._capture.on_decision(
+                DecisionRecord(plan_id, signal, True, (), (), ten, risk, Decimal("0.05"), T0 + i)
+            )
+        order = Order(f"qd-{plan_id}-entry-0", "S0", Side.BUY, OrderType.MARKET, Decimal(10), tag="ENTRY")
         order.transition(OrderStatus.PENDING_SUBMIT, T0)
         t0 = time.perf_counter_ns()
-        writer.persist_before_send(order, strategy="bench", plan_id=f"OUTBOX{i}")
+        writer.persist_before_send(order, strategy="bench", plan_id=plan_id)
         samples.append(time.perf_counter_ns() - t0)
+    if kind == "process":
+        writer.stop()
     db.dispose()
     a = np.asarray(samples[n // 10 :], dtype=np.float64) / 1e6
     return {
@@ -378,6 +397,10 @@ def main() -> None:
             result = {
                 "throughput": bench_throughput(backends.fresh(name), bars, args.batch_size),
                 "outbox": bench_outbox(backends.fresh(name), args.outbox),
+                "entry_outbox": {
+                    kind: bench_outbox(backends.fresh(name), args.outbox, kind, decided=True)
+                    for kind in ("thread", "process")
+                },
                 "paced": bench_latency(backends, name, latency_bars, args.repeat, args.rate),
                 "unpaced": bench_latency(backends, name, latency_bars, args.repeat, 0),
             }
@@ -387,6 +410,11 @@ def main() -> None:
                 f"{name}: {t['events_per_s']:,} events/s ({t['records']:,} records in {t['batches']} "
                 f"batches, {t['seconds']} s); outbox p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms"
             )
+            for kind, e in result["entry_outbox"].items():
+                print(
+                    f"  entry outbox with its signal and decision, writer {kind}: "
+                    f"p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms"
+                )
             print(_line(f"at {args.rate:,} events/s", result["paced"]))
             print(_line("unpaced", result["unpaced"]))
     finally:

@@ -318,6 +318,7 @@ class StoreWriter:
         self._last_error = ""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._live_mode: Callable[[], Mode] = lambda: self._mode
 
     # -- wiring and the hot path --------------------------------------------------------------
 
@@ -330,6 +331,8 @@ class StoreWriter:
                 f"the writer records mode {self._mode.value}, the engine runs {engine.state.mode.value}"
             )
         self._capture.orders = engine.orders
+        state = engine.state
+        self._live_mode = lambda: state.mode
         self._multipliers = {symbol: i.multiplier for symbol, i in engine.instruments.items()}
         capture = self._capture
         engine.bus.subscribe(Signal, capture.on_signal)
@@ -368,31 +371,49 @@ class StoreWriter:
         recovery could not protect its fill.
         """
         is_exit = order.tag == _EXIT
+        plan_records: list[Record] = []
         if plan_id in self._unwritten_plans and not self._degraded:
-            self.flush()
-        decision = self._plan_rows.get(plan_id)
-        decision_id = decision[0] if decision is not None and decision[1] and not is_exit else None
+            taken = self._take_plan(plan_id)
+            if taken is None:
+                self.flush()
+            else:
+                plan_records = taken
         error: BaseException | None = None
         if self._degraded:
             reason = f"the store is degraded ({self._last_error})"
         else:
-            row = OrderRow.from_order(
-                order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
-            )
-            row.status = OrderStatus.PENDING_SUBMIT
+            staged = _Staged(self)
             try:
                 with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+                    if plan_records:
+                        # The decision was made in this cycle, in the engine's mode now.
+                        staged.mode = self._live_mode()
+                        staged.write(session, plan_records)
+                    decision = staged.plan_rows.get(plan_id) or self._plan_rows.get(plan_id)
+                    approved = decision is not None and decision[1] and not is_exit
+                    decision_id = decision[0] if decision is not None and approved else None
+                    row = OrderRow.from_order(
+                        order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
+                    )
+                    row.status = OrderStatus.PENDING_SUBMIT
                     session.add(row)
                     session.commit()
             except IntegrityError:
+                self._buffer.extendleft(reversed(plan_records))  # written with the next batch
                 raise DuplicateClientId(
                     f"client id {order.client_order_id} is already in the store; refusing to send it again"
                 ) from None
             except SQLAlchemyError as failure:
+                self._buffer.extendleft(reversed(plan_records))
                 error = failure
                 self._failed(failure)
                 reason = _one_line(failure)
             else:
+                if plan_records:
+                    staged.mode = self._mode  # the writer's mode moves with the state records it writes
+                    staged.merge()
+                    with self._state_lock:
+                        self._written += len(plan_records)
                 self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
                 return
         if order.tag in self._send_when_down:
@@ -402,6 +423,33 @@ class StoreWriter:
             log.warning("outbox_buffered", client_order_id=order.client_order_id, reason=reason)
             return
         raise StoreWriteFailed(f"order {order.client_order_id} not sent: {reason}") from error
+
+    def _take_plan(self, plan_id: str) -> list[Record] | None:
+        """The plan's signal and decision records, taken out of the buffer to be written in its
+        entry's outbox transaction (one commit, where a flush first would be two or more and,
+        for the writer process, a round trip); None when they are not both still here."""
+        with self._flush_lock:  # a background flush does not take records meanwhile
+            return self._take_plan_records(plan_id)
+
+    def _take_plan_records(self, plan_id: str) -> list[Record] | None:
+        buffer = self._buffer
+        if self._carry:
+            return None  # a batch that failed may hold them: write in order
+        decision_at = -1
+        signal: Signal | None = None
+        position = len(buffer)
+        # From the newest: the decision was made in this cycle, its signal just before.
+        for record in reversed(buffer):
+            position -= 1
+            if decision_at < 0:
+                if record[0] == DECISION and record[1].plan_id == plan_id:
+                    decision_at, signal = position, record[1].signal
+            elif record[0] == SIGNAL and record[1] is signal:
+                decision = buffer[decision_at]
+                del buffer[decision_at]
+                del buffer[position]
+                return [record, decision]
+        return None
 
     # -- flushing -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from kit import MINUTE, T0, Rig, bar, rig
 from quantdesk.engine.messages import DecisionRecord
 from quantdesk.errors import RetryableError
 from quantdesk.execution import OrderManager
+from quantdesk.execution.client_ids import DuplicateClientId
 from quantdesk.model import Bar, Fill, Order, OrderStatus, OrderType, Position, Side, Signal
 from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
@@ -39,6 +40,7 @@ from quantdesk.store import (
     session_factory,
     upgrade,
 )
+from quantdesk.store.capture import DECISION, SIGNAL
 from quantdesk.store.writer import (
     StoreWriteFailed,
     StoreWriter,
@@ -552,6 +554,77 @@ def test_stop_refuses_to_end_quietly_while_records_are_unwritten(sessions: sessi
     desk.writer.replace_session_factory(sessions)
     assert desk.writer.stop() > 0
     _assert_store_matches_engine(desk, sessions)
+
+
+def _decided(writer: StoreWriter, plan_id: str, ts: int = T0) -> None:
+    """A signal and its approved decision, buffered as the engine's capture leaves them."""
+    signal = Signal("s", "AAA", Side.BUY, ts, stop=Decimal("99.5"), targets=(Decimal(101),))
+    writer._capture.on_signal(signal)
+    writer._capture.on_decision(
+        DecisionRecord(plan_id, signal, True, (), (), Decimal(10), Decimal(5), Decimal("0.5"), ts)
+    )
+
+
+def _commits(sessions: sessionmaker[Session]) -> list[int]:
+    commits: list[int] = []
+    event.listen(sessions.kw["bind"], "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+def test_an_entry_commits_its_signal_and_decision_with_its_row_in_one_transaction(
+    sessions: sessionmaker[Session],
+) -> None:
+    """One commit at the door (it was a flush's commit, then the row's): the entry's wait."""
+    writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA)
+    writer._capture.on_signal(Signal("s", "BBB", Side.SELL, T0))  # another plan's, left to the batch
+    _decided(writer, "P1")
+    commits = _commits(sessions)
+    writer.persist_before_send(_order("qd-P1-entry-0"), strategy="s", plan_id="P1")
+    assert len(commits) == 1
+    assert len(writer._buffer) == 1 and writer._buffer[0][1].symbol == "BBB"
+    with sessions() as session:
+        chain = session.execute(
+            select(SignalRow.stop, DecisionRow.client_plan_id)
+            .join(DecisionRow, DecisionRow.signal_id == SignalRow.id)
+            .join(OrderRow, OrderRow.decision_id == DecisionRow.id)
+            .where(OrderRow.client_order_id == "qd-P1-entry-0")
+        ).one()
+    assert chain == (Decimal("99.5"), "P1")
+    assert writer.flush() == 1  # the other signal; the plan's rows are not written twice
+    assert (_count(sessions, SignalRow), _count(sessions, DecisionRow)) == (2, 1)
+    assert writer.stats().written == 3
+
+
+def test_an_entry_refused_at_the_door_gives_its_signal_and_decision_back_to_the_batch(
+    sessions: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA)
+    writer.persist_before_send(_order("qd-P2-entry-0"), strategy="s", plan_id="OTHER")
+    _decided(writer, "P2")
+    with pytest.raises(DuplicateClientId):
+        writer.persist_before_send(_order("qd-P2-entry-0"), strategy="s", plan_id="P2")
+    assert [record[0] for record in writer._buffer] == [SIGNAL, DECISION]
+    assert writer.flush() == 2
+    assert (_count(sessions, SignalRow), _count(sessions, DecisionRow)) == (1, 1)
+
+
+def test_an_entry_written_at_the_door_carries_the_mode_it_was_decided_in(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The mode change is still buffered when the entry goes: its decision row must say PAPER."""
+    r = rig(default_qty=Decimal(10))
+    writer = StoreWriter(sessions, mode=Mode.BACKTEST, config_sha=SHA)
+    writer.attach(r.engine)
+    r.engine.state.set_mode(Mode.PAPER, actor="ops")
+    _decided(writer, "P3")
+    writer.persist_before_send(_order("qd-P3-entry-0"), strategy="s", plan_id="P3")
+    _decided(writer, "P4", ts=T0 + MINUTE)
+    writer.flush()
+    with sessions() as session:
+        modes = {
+            plan: mode for plan, mode in session.execute(select(DecisionRow.client_plan_id, DecisionRow.mode))
+        }
+    assert modes == {"P3": Mode.PAPER, "P4": Mode.PAPER}
 
 
 def test_decisions_carry_the_mode_the_engine_was_in_when_it_decided(sessions: sessionmaker[Session]) -> None:

@@ -392,3 +392,32 @@ def test_a_write_stuck_on_a_locked_store_never_blocks_the_pump(
     finally:
         if writer._process is not None:
             writer._process.kill()
+
+
+def test_an_entry_writes_its_plan_here_in_its_own_transaction_not_through_the_child(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """No round trip to the child at the door; the child never sees the plan, so never writes it twice."""
+    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
+    try:
+        writer.flush()
+        signal = _signal(ts=30_000)
+        writer._capture.on_signal(signal)
+        ten, five = Decimal(10), Decimal(5)
+        writer._capture.on_decision(DecisionRecord("P9", signal, True, (), (), ten, five, ten, 30_001))
+        order = Order("qd-P9-entry-0", "AAA", Side.BUY, OrderType.MARKET, ten)
+        order.transition(OrderStatus.PENDING_SUBMIT, 30_002)
+        token = writer._token
+        writer.persist_before_send(order, strategy="brk", plan_id="P9")
+        assert writer._token == token and not writer._buffer  # nothing asked of the child
+        with sessions() as session:
+            decision_id = session.scalars(
+                select(OrderRow.decision_id).where(OrderRow.client_order_id == "qd-P9-entry-0")
+            ).one()
+        assert decision_id is not None
+        writer.stop()
+        assert (_count(sessions, SignalRow), _count(sessions, DecisionRow)) == (1, 1)
+        assert writer.stats().written == 2
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
