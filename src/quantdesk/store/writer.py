@@ -371,49 +371,34 @@ class StoreWriter:
         recovery could not protect its fill.
         """
         is_exit = order.tag == _EXIT
-        plan_records: list[Record] = []
         if plan_id in self._unwritten_plans and not self._degraded:
             taken = self._take_plan(plan_id)
-            if taken is None:
-                self.flush()
-            else:
-                plan_records = taken
+            if taken is not None and self._commit_with_plan(order, strategy, plan_id, taken):
+                return
+            self.flush()
+        decision = self._plan_rows.get(plan_id)
+        decision_id = decision[0] if decision is not None and decision[1] and not is_exit else None
         error: BaseException | None = None
         if self._degraded:
             reason = f"the store is degraded ({self._last_error})"
         else:
-            staged = _Staged(self)
+            row = OrderRow.from_order(
+                order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
+            )
+            row.status = OrderStatus.PENDING_SUBMIT
             try:
                 with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
-                    if plan_records:
-                        # The decision was made in this cycle, in the engine's mode now.
-                        staged.mode = self._live_mode()
-                        staged.write(session, plan_records)
-                    decision = staged.plan_rows.get(plan_id) or self._plan_rows.get(plan_id)
-                    approved = decision is not None and decision[1] and not is_exit
-                    decision_id = decision[0] if decision is not None and approved else None
-                    row = OrderRow.from_order(
-                        order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
-                    )
-                    row.status = OrderStatus.PENDING_SUBMIT
                     session.add(row)
                     session.commit()
             except IntegrityError:
-                self._buffer.extendleft(reversed(plan_records))  # written with the next batch
                 raise DuplicateClientId(
                     f"client id {order.client_order_id} is already in the store; refusing to send it again"
                 ) from None
             except SQLAlchemyError as failure:
-                self._buffer.extendleft(reversed(plan_records))
                 error = failure
                 self._failed(failure)
                 reason = _one_line(failure)
             else:
-                if plan_records:
-                    staged.mode = self._mode  # the writer's mode moves with the state records it writes
-                    staged.merge()
-                    with self._state_lock:
-                        self._written += len(plan_records)
                 self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
                 return
         if order.tag in self._send_when_down:
@@ -423,6 +408,41 @@ class StoreWriter:
             log.warning("outbox_buffered", client_order_id=order.client_order_id, reason=reason)
             return
         raise StoreWriteFailed(f"order {order.client_order_id} not sent: {reason}") from error
+
+    def _commit_with_plan(self, order: Order, strategy: str, plan_id: str, records: list[Record]) -> bool:
+        """Commit `order`'s row with its plan's signal and decision (`records`) in one transaction;
+        True if done. On any database error the records go back to the buffer and False sends
+        the caller down the usual path (a flush, then the row alone), which tells a duplicate
+        client id, a record the database refuses and a store that is down apart."""
+        is_exit = order.tag == _EXIT
+        staged = _Staged(self)
+        staged.mode = self._live_mode()  # decided in this cycle, in the engine's mode now
+        try:
+            with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+                staged.write(session, records)
+                decision = staged.plan_rows.get(plan_id)
+                approved = decision is not None and decision[1] and not is_exit
+                decision_id = decision[0] if decision is not None and approved else None
+                row = OrderRow.from_order(
+                    order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
+                )
+                row.status = OrderStatus.PENDING_SUBMIT
+                session.add(row)
+                session.commit()
+        except SQLAlchemyError as error:
+            # The commit may have landed before the connection died: the batch checks first.
+            self._verify = True
+            self._buffer.extendleft(reversed(records))
+            log.warning(
+                "outbox_with_plan_failed", client_order_id=order.client_order_id, error=_one_line(error)
+            )
+            return False
+        staged.mode = self._mode  # the writer's mode moves with the state records it writes
+        staged.merge()
+        with self._state_lock:
+            self._written += len(records)
+        self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
+        return True
 
     def _take_plan(self, plan_id: str) -> list[Record] | None:
         """The plan's signal and decision records, taken out of the buffer to be written in its

@@ -45,6 +45,7 @@ from quantdesk.store.writer import (
     StoreWriteFailed,
     StoreWriter,
     _insert,
+    _Staged,
     audit_values,
     decision_values,
     fill_values,
@@ -595,17 +596,38 @@ def test_an_entry_commits_its_signal_and_decision_with_its_row_in_one_transactio
     assert writer.stats().written == 3
 
 
-def test_an_entry_refused_at_the_door_gives_its_signal_and_decision_back_to_the_batch(
+def test_an_entry_refused_at_the_door_still_has_its_signal_and_decision_written(
     sessions: sessionmaker[Session],
 ) -> None:
+    """The one transaction fails on the duplicate row: the plan's records go back and the usual
+    path (a flush, then the row alone) writes them and names the duplicate."""
     writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA)
     writer.persist_before_send(_order("qd-P2-entry-0"), strategy="s", plan_id="OTHER")
     _decided(writer, "P2")
     with pytest.raises(DuplicateClientId):
         writer.persist_before_send(_order("qd-P2-entry-0"), strategy="s", plan_id="P2")
-    assert [record[0] for record in writer._buffer] == [SIGNAL, DECISION]
-    assert writer.flush() == 2
+    assert not writer._buffer and writer.flush() == 0
     assert (_count(sessions, SignalRow), _count(sessions, DecisionRow)) == (1, 1)
+    assert not writer.stats().degraded
+
+
+def test_an_entry_whose_one_transaction_fails_gives_its_records_back(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA)
+    _decided(writer, "P5")
+
+    def lost(*args: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("connection lost mid-transaction"))
+
+    monkeypatch.setattr(_Staged, "write", lost)
+    assert not writer._commit_with_plan(_order("qd-P5-entry-0"), "s", "P5", writer._take_plan("P5") or [])
+    assert [record[0] for record in writer._buffer] == [SIGNAL, DECISION]
+    monkeypatch.undo()
+    writer.persist_before_send(_order("qd-P5-entry-0"), strategy="s", plan_id="P5")
+    with sessions() as session:
+        decision_id = session.scalars(select(OrderRow.decision_id)).one()
+    assert decision_id is not None and _count(sessions, SignalRow) == 1
 
 
 def test_an_entry_written_at_the_door_carries_the_mode_it_was_decided_in(
