@@ -24,9 +24,7 @@ over a restarted node's recovery.
 from __future__ import annotations
 
 import contextlib
-import copyreg
 import ctypes
-import io
 import multiprocessing
 import os
 import pickle
@@ -385,24 +383,9 @@ def _decode(data: bytes) -> tuple[Any, ...]:
     return typing.cast(tuple[Any, ...], pickle.loads(body))
 
 
-def _read_only(values: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    return MappingProxyType(values)
-
-
-def _reduce_read_only(proxy: MappingProxyType[Any, Any]) -> tuple[Any, ...]:
-    return (_read_only, (dict(proxy),))
-
-
-# Signals keep their features read-only (a mappingproxy, which pickle refuses by default).
-_DISPATCH = {**copyreg.dispatch_table, MappingProxyType: _reduce_read_only}
-
-
 def _dumps(message: object) -> bytes:
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
-    pickler.dump(message)
-    return buffer.getvalue()
+    """A control message or an answer (plain values only: records go as msgpack)."""
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # -- the child ---------------------------------------------------------------------------------
