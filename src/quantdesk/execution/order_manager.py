@@ -1162,6 +1162,10 @@ class OrderManager:
         if qty <= 0:
             return None
         child = self._child(group, leg, order_type, side, qty, price=price, stop=stop)
+        if leg is _LEG_STOP:
+            # Known to its group before it is sent: a refusal on the spot (at the risk gate or the
+            # outbox) must be seen as this stop's, or the exits it triggers never see it refused.
+            group.stop_id = child.client_order_id
         self._submit(child)
         return child.client_order_id
 

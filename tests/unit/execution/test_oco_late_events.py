@@ -11,7 +11,7 @@ from quantdesk.clock import SimulatedClock
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
 from quantdesk.execution import EventLog
-from quantdesk.execution.order_manager import MAX_EXIT_ATTEMPTS
+from quantdesk.execution.order_manager import MAX_EXIT_ATTEMPTS, BeforeSend
 from quantdesk.model import (
     Fill,
     Instrument,
@@ -27,6 +27,7 @@ from quantdesk.model import (
     Side,
 )
 from quantdesk.risk.messages import Mode
+from quantdesk.store.writer import StoreWriteFailed
 from quantdesk.venues.base import VenueCapabilities, VenueListener
 from quantdesk.venues.sim import SimulatedExchange
 
@@ -106,7 +107,7 @@ class ScriptedVenue:
         self._listener.on_order_event(event)
 
 
-def _engine(venue: ScriptedVenue, clock: SimulatedClock) -> Engine:
+def _engine(venue: ScriptedVenue, clock: SimulatedClock, before_send: BeforeSend | None = None) -> Engine:
     return Engine(
         clock=clock,
         bus=MessageBus(),
@@ -115,13 +116,14 @@ def _engine(venue: ScriptedVenue, clock: SimulatedClock) -> Engine:
         cash=D(1_000_000),
         config=EngineConfig(pipeline=PipelineConfig(risk=research_risk_config(D(1)), mode=Mode.BACKTEST)),
         event_log=EventLog(keep=True),
+        before_send=before_send,
     )
 
 
-def _desk() -> tuple[Engine, ScriptedVenue]:
+def _desk(before_send: BeforeSend | None = None) -> tuple[Engine, ScriptedVenue]:
     clock = SimulatedClock(T0)
     venue = ScriptedVenue(clock)
-    return _engine(venue, clock), venue
+    return _engine(venue, clock, before_send), venue
 
 
 def _enter(
@@ -199,6 +201,30 @@ def test_refusals_of_everything_end_after_a_bounded_number_of_orders() -> None:
     kind, message = engine.orders.alerts[-1]
     assert kind == "exit_failed" and "unprotected" in message
     assert engine.portfolio.qty("AAA") == 10  # the operator has been told: nothing more is sent
+
+
+def test_stops_and_exits_refused_on_the_spot_end_after_a_bounded_number_of_orders() -> None:
+    """Refused before the venue (a store that refuses their outbox rows): each refusal comes back
+    inside the call that sent the order. The stop put back must be known to its group before it
+    is sent, or its refusal is not seen as the stop's and exits and stops follow one another
+    until the plan's client ids run out."""
+    refused: list[str] = []
+
+    def outbox(order: Order, *, strategy: str, plan_id: str) -> None:
+        if order.tag in ("STOP", "EXIT") and refusing:
+            refused.append(order.tag)
+            raise StoreWriteFailed(f"order {order.client_order_id} not sent: the store is down")
+
+    refusing = False
+    engine, venue = _desk(outbox)
+    entry = _enter(engine)
+    refusing = True
+    venue.fill(entry)
+    assert refused == ["STOP", *["EXIT"] * MAX_EXIT_ATTEMPTS, "STOP", "EXIT"]
+    assert venue.tags() == ["ENTRY"]  # a stop refused on the spot closed the plan: no target follows
+    kind, message = engine.orders.alerts[-1]
+    assert kind == "exit_failed" and "unprotected" in message
+    assert engine.portfolio.qty("AAA") == 10
 
 
 def test_an_exit_the_venue_cancels_or_expires_is_sent_again_but_not_one_we_cancelled() -> None:
