@@ -307,6 +307,7 @@ class StoreWriter:
         self._order_rows: dict[str, _OrderRef] = {}
         self._positions: dict[tuple[str, str], tuple[Position, int]] = {}
         self._verify = False
+        self._verify_left = 0  # records still to check against the store (`verify_next`)
         self.quarantine: list[tuple[Record, str]] = []
         # SQLite has one writer: the outbox and a batch take turns rather than fail on
         # a stale read snapshot ("database is locked" without waiting).
@@ -511,6 +512,12 @@ class StoreWriter:
         """Buffer records another writer's engine made, as if this one's engine had."""
         self._buffer.extend(records)
 
+    def verify_next(self, count: int) -> None:
+        """The next `count` records may already be in the store (sent again after the writer
+        that held them died mid-write): the batches holding them check before inserting."""
+        self._verify_left = count
+        self._verify = self._verify or count > 0
+
     def reachable(self) -> bool:
         """Whether the store answers a trivial query now."""
         try:
@@ -653,7 +660,8 @@ class StoreWriter:
                 # the retry checks what is already there instead of inserting twice.
                 self._verify = True
                 raise
-        self._verify = False
+        self._verify_left = max(0, self._verify_left - len(batch))
+        self._verify = self._verify_left > 0
         staged.merge()
         with self._state_lock:
             self._flushes += 1

@@ -19,6 +19,13 @@ records in both processes the node is asked to pause entries; `stop()` raises if
 anything is left unwritten. The child dies with its parent (Linux: a parent-death
 signal), as a thread would: a crash loses what was buffered, never writes it late
 over a restarted node's recovery.
+
+A child that dies on its own (killed, out of memory) loses nothing: the parent keeps
+every record it ships until the child's answer says it is written, and gives what was
+not back to a new child, which checks the store before inserting them (the dead one may
+have committed some without answering). A child that keeps dying without writing
+anything is given up on after `MAX_RESTARTS`: the writer is then degraded (new entries
+stop) and the records stay buffered here, against `max_buffer`.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import queue
 import signal
 import threading
 import typing
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -49,7 +56,7 @@ from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
 from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
 from quantdesk.store.database import make_engine, session_factory
-from quantdesk.store.writer import FLUSH_INTERVAL_S, StoreWriteFailed, StoreWriter, WriterStats
+from quantdesk.store.writer import FLUSH_INTERVAL_S, StoreWriteFailed, StoreWriter, WriterStats, _one_line
 
 if TYPE_CHECKING:
     from quantdesk.engine import Engine
@@ -62,6 +69,8 @@ log = structlog.get_logger(__name__)
 SHIP_CHUNK = 32
 # How long a synchronous flush waits for the child before calling the store down.
 FLUSH_TIMEOUT_S = 30.0
+# Children started in a row after one died without writing anything, before giving up.
+MAX_RESTARTS = 3
 # Signals the child remembers to give a decision shipped later the same signal object.
 _SIGNAL_MEMORY = 50_000
 _PR_SET_PDEATHSIG = 1
@@ -133,6 +142,14 @@ class ProcessStoreWriter(StoreWriter):
         # The outbox failed in this process: degraded until the child reaches the store again.
         self._outbox_down = False
         self._last_pump = 0
+        # Shipped to the current child and not yet written by it, oldest first: what a new
+        # child gets if this one dies. `_done`: how many of its stream it has answered for.
+        self._unacked: deque[Record] = deque()
+        self._done = 0
+        self._ready = False  # the current child has answered once: it reads its pipe
+        self._deaths = 0  # children that died in a row without writing anything
+        self._gone = ""  # why no child runs any more (given up on), or ""
+        self._earlier_written = 0  # written by children that have died
 
     # -- the child's life ---------------------------------------------------------------------
 
@@ -141,6 +158,12 @@ class ProcessStoreWriter(StoreWriter):
         waiting for its first answer: its start-up (about a second) must not fall on the first
         entry's outbox write, and a child that cannot start fails the node's start."""
         super().attach(engine)
+        with self._ship_lock:
+            self._ensure_child()
+            try:
+                self._await_ready()
+            except (OSError, EOFError) as error:
+                raise StoreWriteFailed(f"the store's writer process did not start: {error}") from None
         self.flush()
 
     def start_background(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
@@ -148,20 +171,63 @@ class ProcessStoreWriter(StoreWriter):
         self._ensure_child()
         super().start_background(interval_s)  # its thread runs this class's `_run`: shipping
 
-    def _ensure_child(self) -> None:
+    def _ensure_child(self, verify: int = 0) -> None:
+        """Start a child if none runs; `verify`: how many of the first records it gets may
+        already be in the store (a dead child's, given to this one)."""
         if self._process is not None:
             return
         parent, child = multiprocessing.Pipe(duplex=True)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         process = context.Process(
             target=_child_main,
-            args=(child, self._url, self._mode.value, self._config_sha, self._batch_size),
+            args=(child, self._url, self._mode.value, self._config_sha, self._batch_size, verify),
             name="quantdesk-store-writer",
             daemon=True,
         )
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        self._ready = False
+        self._done = 0
+
+    def _child_lost(self, error: BaseException) -> None:
+        """The child died: take back what it had not written and start another, or give up."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        code: int | None = None
+        if process is not None:
+            process.join(timeout=1.0)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=1.0)
+            code = process.exitcode
+        self._earlier_written += self._child.written
+        wrote = self._child.written + self._child.quarantined
+        self._child = _Ack(0, 0, 0, 0, 0, self._child.degraded, self._child.last_error, 0, True, (), ())
+        held = len(self._unacked)
+        self._buffer.extendleft(reversed(self._unacked))
+        self._unacked.clear()
+        self._capture.elsewhere = 0
+        self._deaths = 0 if wrote else self._deaths + 1
+        reason = f"the store's writer process died (exit code {code}; {_one_line(error)})"
+        log.error("store_writer_process_died", exit_code=code, error=str(error), unwritten=held)
+        if self._deaths > MAX_RESTARTS:
+            self._gone = f"{reason}, {self._deaths} times in a row without writing: given up"
+            self._alert("store_writer_process_died", f"{self._gone}; {self.buffered} records kept here")
+            with self._state_lock:
+                self._last_error = self._gone
+                self._degraded = True
+            self._alert("store_degraded", f"store degraded, buffering writes: {self._gone}")
+            return
+        self._alert(
+            "store_writer_process_died",
+            f"{reason}; {held} records it had not written go to a new one",
+        )
+        # Everything held now may be in the store already: the dead child may have committed
+        # a batch without answering, and a decision shipped later may name a signal it wrote.
+        self._ensure_child(verify=len(self._buffer))
 
     def stop(self) -> int:
         """Ship and write what is left, end the child, return how many records were written.
@@ -171,25 +237,32 @@ class ProcessStoreWriter(StoreWriter):
         self._stop.set()
         if thread is not None:
             thread.join()
-        before = self._child.written
-        if self._process is None:
+        if self._process is None and not self._gone:
             return 0
+        written = 0
         try:
-            self.flush()
+            written = self.flush()
             with self._ship_lock:
-                self._token += 1
-                self._send(("stop", self._token))
-                self._await(self._token)
+                if self._process is not None:
+                    self._token += 1
+                    self._send(("stop", self._token))
+                    self._await(self._token)
+        except (OSError, EOFError):
+            pass  # it died after the flush: what it had is written (else `buffered` says so)
         finally:
-            assert self._conn is not None
-            self._conn.close()
-            self._process.join(timeout=FLUSH_TIMEOUT_S)
-            if self._process.is_alive():
-                self._process.kill()
-            self._process = None
+            with self._ship_lock:
+                process, conn = self._process, self._conn
+                self._process = self._conn = None
+            if conn is not None:
+                conn.close()
+            if process is not None:
+                process.join(timeout=FLUSH_TIMEOUT_S)
+                if process.is_alive():
+                    process.kill()
         if self.buffered:
-            raise StoreWriteFailed(f"{self.buffered} records not written: {self._child.last_error}")
-        return self._child.written - before
+            reason = self._gone or self._child.last_error or self._last_error
+            raise StoreWriteFailed(f"{self.buffered} records not written: {reason}")
+        return written
 
     # -- shipping -------------------------------------------------------------------------------
 
@@ -207,45 +280,62 @@ class ProcessStoreWriter(StoreWriter):
 
     def _pump(self, limit: int) -> bool:
         with self._ship_lock:
-            self._ship(limit)
-            more = bool(self._buffer)
-            if self._degraded and not more:
-                self._token += 1
-                self._send(("flush", self._token))  # the child writes or probes: is it back?
-            self._read_acks(block=False)
+            if self._process is None:
+                return False  # not started yet, or given up on: records stay buffered here
+            try:
+                if not self._ready:
+                    # A new child still starting: its pipe would fill and block this thread.
+                    self._read_acks(block=False)
+                    return False
+                self._ship(limit)
+                more = bool(self._buffer)
+                if self._degraded and not more:
+                    self._token += 1
+                    self._send(("flush", self._token))  # the child writes or probes: is it back?
+                self._read_acks(block=False)
+            except (OSError, EOFError) as error:
+                self._child_lost(error)
+                return False
             return more
 
     def _run(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            if monotonic_ns() - self._last_pump < _PUMPED_RECENTLY_NS:
-                continue
-            try:
+            if monotonic_ns() - self._last_pump >= _PUMPED_RECENTLY_NS:
                 self._pump(len(self._buffer))
-            except (OSError, EOFError) as error:
-                self._failed(error)
-                log.error("store_writer_process_lost", error=str(error))
-                return
 
     def flush(self) -> int:
         """Ship everything buffered, wait until the child has written it (or failed to: then it
-        stays buffered there and `stats().degraded` says so); returns how many were written."""
+        stays buffered there and `stats().degraded` says so); returns how many were written.
+        A child that dies meanwhile is replaced and the flush goes on with the new one."""
         with self._ship_lock:
-            self._ensure_child()
-            before = self._child.written
-            self._ship(len(self._buffer))
-            self._token += 1
-            self._send(("flush", self._token))
-            self._await(self._token)
-            return self._child.written - before
+            before = self._children_written()
+            while not self._gone:
+                try:
+                    self._ensure_child()
+                    self._ship(len(self._buffer))
+                    self._token += 1
+                    self._send(("flush", self._token))
+                    self._await(self._token)
+                    break
+                except (OSError, EOFError) as error:
+                    self._child_lost(error)
+            return self._children_written() - before
+
+    def _children_written(self) -> int:
+        return self._earlier_written + self._child.written
 
     def _ship(self, limit: int) -> None:
-        """Send up to `limit` buffered records, in chunks of `SHIP_CHUNK`."""
+        """Send up to `limit` buffered records, in chunks of `SHIP_CHUNK`; each stays in
+        `_unacked` until the child says it is written."""
         buffer = self._buffer
         while buffer and limit > 0:
             take = min(SHIP_CHUNK, len(buffer), limit)
             limit -= take
             popleft = buffer.popleft
-            self._send_bytes(_encode_records([popleft() for _ in range(take)]))
+            records = [popleft() for _ in range(take)]
+            self._unacked.extend(records)
+            self._capture.elsewhere = len(self._unacked)
+            self._send_bytes(_encode_records(records))
 
     def _take_plan(self, plan_id: str) -> list[Record] | None:
         """See `StoreWriter._take_plan`: the entry's outbox writes its signal and decision in
@@ -267,20 +357,36 @@ class ProcessStoreWriter(StoreWriter):
                 raise StoreWriteFailed(f"the writer process did not answer within {FLUSH_TIMEOUT_S:g} s")
             self._read_acks(block=True, timeout=min(1.0, (deadline - monotonic_ns()) / 1e9))
 
+    def _await_ready(self) -> None:
+        deadline = monotonic_ns() + int(FLUSH_TIMEOUT_S * 1e9)
+        while not self._ready:
+            if monotonic_ns() > deadline:
+                raise StoreWriteFailed(f"the writer process did not answer within {FLUSH_TIMEOUT_S:g} s")
+            self._read_acks(block=True, timeout=min(1.0, (deadline - monotonic_ns()) / 1e9))
+
     def _read_acks(self, *, block: bool, timeout: float = 0.0) -> None:
         conn = self._conn
         assert conn is not None
         if not conn.poll(timeout if block else 0):
             return
         while True:
-            self._apply(pickle.loads(conn.recv_bytes()))
+            answer = pickle.loads(conn.recv_bytes())
+            if isinstance(answer, str):  # the child could not start: why
+                raise EOFError(answer)
+            self._apply(answer)
             if not conn.poll(0):
                 return
 
     def _apply(self, ack: _Ack) -> None:
         self._acked = max(self._acked, ack.token)
         self._child = ack
-        self._capture.elsewhere = ack.buffered  # counted against max_buffer
+        self._ready = True
+        done = ack.written + ack.quarantined  # a prefix of what it was sent, in order
+        unacked = self._unacked
+        for _ in range(min(done - self._done, len(unacked))):
+            unacked.popleft()
+        self._done = done
+        self._capture.elsewhere = len(unacked)  # counted against max_buffer
         for plan_id, row in ack.plans:
             self._plan_rows[plan_id] = row
             self._unwritten_plans.discard(plan_id)
@@ -312,13 +418,14 @@ class ProcessStoreWriter(StoreWriter):
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) + self._child.buffered
+        return len(self._buffer) + len(self._unacked)
 
     def stats(self) -> WriterStats:
         child = self._child
         return WriterStats(
             buffered=self.buffered,
-            written=child.written + self._written,  # the child's, and entries' plans written here
+            # The children's, and entries' plans written here.
+            written=self._earlier_written + child.written + self._written,
             flushes=child.flushes,
             failures=child.failures + self._outbox_failures,
             degraded=self._degraded,
@@ -461,7 +568,7 @@ def _read_pipe(conn: Connection, writer: StoreWriter, inbox: queue.SimpleQueue[t
     inbox.put(("eof", 0))
 
 
-def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_size: int) -> None:
+def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_size: int, verify: int) -> None:
     """The writer process: a reader thread takes records off the pipe as they come, this thread
     writes them in batches and answers with the figures.
 
@@ -473,15 +580,21 @@ def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_si
         os.nice(_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops it in order, after the engine
     alerts: list[tuple[str, str]] = []
-    db = make_engine(url)
-    writer = StoreWriter(
-        session_factory(db),
-        mode=Mode(mode),
-        config_sha=config_sha,
-        batch_size=batch_size,
-        max_buffer=2**62,  # the parent counts the bound over both processes
-        on_alert=lambda kind, message: alerts.append((kind, message)),
-    )
+    try:
+        db = make_engine(url)
+        writer = StoreWriter(
+            session_factory(db),
+            mode=Mode(mode),
+            config_sha=config_sha,
+            batch_size=batch_size,
+            max_buffer=2**62,  # the parent counts the bound over both processes
+            on_alert=lambda kind, message: alerts.append((kind, message)),
+        )
+    except Exception as error:
+        with contextlib.suppress(OSError):
+            conn.send_bytes(_dumps(f"{type(error).__name__}: {error}"))
+        return
+    writer.verify_next(verify)
     # Control messages in the order they came, after the records sent before them are enqueued.
     inbox: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
     threading.Thread(target=_read_pipe, args=(conn, writer, inbox), name="pipe-reader", daemon=True).start()
@@ -489,16 +602,19 @@ def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_si
     retry_s = _CHILD_TICK_S
     token = 0
     running = True
+    hello = True  # the first answer, at once: up and reading its pipe
     while running:
         try:
-            kind, token_in = inbox.get(timeout=retry_s)
+            if hello:
+                hello = False
+            else:
+                kind, token_in = inbox.get(timeout=retry_s)
+                if kind == "eof":
+                    break
+                token, running = token_in, kind == "flush"
         except queue.Empty:
             if not writer.buffered:
                 continue
-        else:
-            if kind == "eof":
-                break
-            token, running = token_in, kind == "flush"
         wrote = writer.flush()
         degraded = writer.stats().degraded
         reachable = not degraded and (wrote > 0 or writer.reachable())

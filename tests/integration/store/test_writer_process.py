@@ -29,10 +29,19 @@ from quantdesk.engine.messages import DecisionRecord, FlattenCompleted, SignalBl
 from quantdesk.model import Fill, Order, OrderStatus, OrderType, Side, Signal
 from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
-from quantdesk.store import DecisionRow, FillRow, OrderRow, SignalRow, make_engine, session_factory
+from quantdesk.store import (
+    AuditLogRow,
+    DecisionRow,
+    FillRow,
+    OrderRow,
+    SignalRow,
+    make_engine,
+    session_factory,
+)
 from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
 from quantdesk.store.writer import StoreWriteFailed
 from quantdesk.store.writer_process import (
+    MAX_RESTARTS,
     SHIP_CHUNK,
     ProcessStoreWriter,
     _decode_records,
@@ -77,8 +86,14 @@ def test_a_session_is_stored_as_the_same_complete_chain(
             time.sleep(0.06)
     r.engine.end_cycle()
     writer.stop()
-    engine = r.engine
     assert len(fills) > 20
+    _assert_chain(r, fills, sessions)
+    assert writer.stats().written > 0 and writer.buffered == 0
+
+
+def _assert_chain(r: Rig, fills: list[Fill], sessions: sessionmaker[Session]) -> None:
+    """The store holds the engine's session once each: signals, decisions, orders, fills, linked."""
+    engine = r.engine
     assert _count(sessions, SignalRow) == engine.signals  # no signal written twice
     assert _count(sessions, DecisionRow) == len(engine.pipeline.decisions)
     with sessions() as session:
@@ -94,8 +109,8 @@ def test_a_session_is_stored_as_the_same_complete_chain(
     }
     assert all(row.decision_id is not None for row in rows.values() if row.leg == "ENTRY")
     assert stored_fills == {f.execution_id for f in fills}
+    assert _count(sessions, FillRow) == len(fills)
     assert orphans == 0
-    assert writer.stats().written > 0 and writer.buffered == 0
 
 
 def test_an_entry_is_sent_with_its_decision_written_by_the_child(
@@ -227,6 +242,151 @@ def _alive(pid: int) -> bool:
     # A zombie (dead, not yet reaped by init) counts as gone.
     status = Path(f"/proc/{pid}/stat")
     return status.exists() and status.read_text().split()[2] != "Z"
+
+
+# -- a child that dies on its own --------------------------------------------------------------
+
+
+def _kill(writer: ProcessStoreWriter) -> None:
+    process = writer._process
+    assert process is not None
+    process.kill()
+    process.join(timeout=10)
+
+
+def _desk(
+    sessions: sessionmaker[Session], url: str, alerts: list[tuple[str, str]]
+) -> tuple[Rig, ProcessStoreWriter, list[Fill]]:
+    writer = ProcessStoreWriter(
+        sessions,
+        url,
+        mode=Mode.BACKTEST,
+        config_sha=SHA,
+        batch_size=7,
+        on_alert=lambda kind, message: alerts.append((kind, message)),
+    )
+    r = rig(default_qty=Decimal(10), before_send=writer.persist_before_send)
+    writer.attach(r.engine)
+    r.engine.add_strategy(Bracket("AAA"))
+    fills: list[Fill] = []
+    r.bus.subscribe(Fill, fills.append)
+    r.engine.start()
+    return r, writer, fills
+
+
+def test_a_writer_process_killed_mid_write_loses_nothing_and_writes_nothing_twice(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    alerts: list[tuple[str, str]] = []
+    r, writer, fills = _desk(sessions, db_url, alerts)
+    try:
+        for i in range(60):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        writer.flush()
+        for i in range(60, 120):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        first = writer._process
+        with _store_locked(db_url):
+            while writer.pump():
+                pass
+            time.sleep(0.3)  # the child is in its write, waiting on the lock
+            assert len(writer._unacked) > 0 and not writer._buffer
+            _kill(writer)  # killed in the middle of a transaction
+        for i in range(120, 160):
+            r.feed(wave(i))
+            writer.pump()  # the first call sees it gone and starts another
+        r.engine.end_cycle()
+        writer.stop()
+        assert writer._process is None and first is not None
+        died = [message for kind, message in alerts if kind == "store_writer_process_died"]
+        assert len(died) == 1 and "go to a new one" in died[0], alerts
+        assert not writer.stats().degraded
+        _assert_chain(r, fills, sessions)
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_records_a_dead_child_wrote_without_answering_are_not_written_twice(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """A child can commit a batch and die before its answer: the new one gets those records
+    again (every batch of them, not only the first) and must find them in the store."""
+    r, writer, fills = _desk(sessions, db_url, [])
+    try:
+        for i in range(80):
+            if i == 30:
+                r.engine.pause("check", actor="ops")  # audit rows, and signals refused while paused
+            if i == 50:
+                r.engine.resume(actor="ops")
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        sent = list(writer._buffer)
+        kinds = Counter(record[0] for record in sent)
+        assert kinds[STATE] == 2 and kinds[SIGNAL] > 0  # not only rows looked up by their ids
+        assert len(sent) > 3 * 7  # several of the new child's batches
+        writer.flush()
+        writer._unacked.extend(sent)  # written, but as if the answer never came
+        _kill(writer)
+        for i in range(80, 120):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        writer.stop()
+        _assert_chain(r, fills, sessions)
+        assert _count(sessions, AuditLogRow) == 2
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_a_writer_process_that_keeps_dying_is_given_up_degraded_with_every_record_kept(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    alerts: list[tuple[str, str]] = []
+    r, writer, _ = _desk(sessions, db_url, alerts)
+    try:
+        for i in range(20):
+            r.feed(wave(i))  # no pump: all of it stays buffered here
+        r.engine.end_cycle()
+        held = writer.buffered
+        assert held > 0
+        for _ in range(MAX_RESTARTS + 1):
+            _kill(writer)
+            writer.pump()  # sees it gone: another one, or given up
+        assert writer._process is None
+        stats = writer.stats()
+        assert stats.degraded and "given up" in stats.last_error
+        kinds = [kind for kind, _ in alerts]
+        assert kinds.count("store_writer_process_died") == MAX_RESTARTS + 1
+        assert kinds.count("store_degraded") == 1
+        assert writer.buffered == held and not writer.pump()
+        # Degraded: an entry is refused at the outbox (not sent); the engine's own records keep buffering.
+        entry = Order("qd-P1-entry-0", "AAA", Side.BUY, OrderType.MARKET, Decimal(10), tag="ENTRY")
+        entry.transition(OrderStatus.PENDING_SUBMIT, 1)
+        with pytest.raises(StoreWriteFailed, match="degraded"):
+            writer.persist_before_send(entry, strategy="brk", plan_id="P1")
+        for i in range(20, 40):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        assert writer.buffered > held
+        with pytest.raises(StoreWriteFailed, match=r"records not written.*given up"):
+            writer.stop()
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_a_writer_process_that_cannot_start_fails_attach_with_its_reason(tmp_path: Path) -> None:
+    sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    writer = ProcessStoreWriter(sessions, "nosuchdb://nowhere", mode=Mode.BACKTEST, config_sha=SHA)
+    r = rig(default_qty=Decimal(10))
+    with pytest.raises(StoreWriteFailed, match=r"did not start.*nosuchdb"):
+        writer.attach(r.engine)
+    assert writer._process is not None
+    writer._process.join(timeout=10)
+    assert writer._process.exitcode == 0  # it said why and ended, rather than crashing
 
 
 # -- the records' wire format -------------------------------------------------------------------
