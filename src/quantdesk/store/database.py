@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
@@ -128,7 +128,17 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Writers ask for IMMEDIATE (see `WRITE`): the write lock is taken at BEGIN, waiting
+        # out the busy timeout for another process's writer.
+        connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+
+_BEGIN = "quantdesk_sqlite_begin"
+# Execution options for a transaction that will write: on SQLite it begins IMMEDIATE. A deferred
+# transaction that has read cannot start writing once another connection (the writer process,
+# the outbox) has committed since its read: SQLite answers "database is locked" at once, with
+# no busy wait. Other back ends ignore the option.
+WRITE: Final = {_BEGIN: "BEGIN IMMEDIATE"}
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -33,6 +33,7 @@ from quantdesk.store.capture import (
     Record,
     plan_of_client_id,
 )
+from quantdesk.store.database import WRITE
 from quantdesk.store.models import (
     APPROVED,
     BLOCKED,
@@ -388,7 +389,7 @@ class StoreWriter:
             )
             row.status = OrderStatus.PENDING_SUBMIT
             try:
-                with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+                with self._db_lock if self._serialize else _NO_LOCK, self._write_session() as session:
                     session.add(row)
                     session.commit()
             except IntegrityError:
@@ -419,7 +420,7 @@ class StoreWriter:
         staged = _Staged(self)
         staged.mode = self._live_mode()  # decided in this cycle, in the engine's mode now
         try:
-            with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+            with self._db_lock if self._serialize else _NO_LOCK, self._write_session() as session:
                 staged.write(session, records)
                 decision = staged.plan_rows.get(plan_id)
                 approved = decision is not None and decision[1] and not is_exit
@@ -501,6 +502,17 @@ class StoreWriter:
                 return written
             self._recovered()
             return written
+
+    def _write_session(self) -> Session:
+        """A session for a transaction that writes: on SQLite it takes the write lock at BEGIN."""
+        session = self._sessions()
+        if self._serialize:
+            try:
+                session.connection(execution_options=WRITE)
+            except BaseException:
+                session.close()
+                raise
+        return session
 
     def _probe(self) -> None:
         with self._sessions() as session:
@@ -651,7 +663,7 @@ class StoreWriter:
 
     def _write(self, batch: Sequence[Record]) -> None:
         staged = _Staged(self)
-        with self._db_lock if self._serialize else _NO_LOCK, self._sessions() as session:
+        with self._db_lock if self._serialize else _NO_LOCK, self._write_session() as session:
             staged.write(session, batch)
             try:
                 session.commit()

@@ -40,7 +40,7 @@ from quantdesk.store import (
     session_factory,
     upgrade,
 )
-from quantdesk.store.capture import DECISION, SIGNAL
+from quantdesk.store.capture import DECISION, ORDER, SIGNAL
 from quantdesk.store.writer import (
     StoreWriteFailed,
     StoreWriter,
@@ -934,3 +934,49 @@ def test_bulk_inserts_return_ids_in_input_order_and_refusals_as_sqlalchemy_error
     with sessions() as session, pytest.raises(StatementError):
         huge = {**values, "signal_id": ids[0], "qty": Decimal("1e20"), "client_plan_id": "P3"}
         _insert(session, DecisionRow, [huge])
+
+
+def test_a_batch_that_reads_first_waits_for_a_write_from_elsewhere_instead_of_failing(
+    tmp_path: Any,
+) -> None:
+    """SQLite, two writers (the writer process and the node's outbox): a deferred transaction
+    that has read cannot write once the other has committed since ("database is locked" at once,
+    no busy wait), which degraded the store and refused entries under load. Writes begin
+    IMMEDIATE: the other waits its turn instead."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    upgrade(url)
+    outbox_db, child_db = make_engine(url), make_engine(url)
+    outbox = StoreWriter(session_factory(outbox_db), mode=Mode.BACKTEST, config_sha=SHA)
+    child = StoreWriter(session_factory(child_db), mode=Mode.BACKTEST, config_sha=SHA)
+    outbox.persist_before_send(_order("qd-P1-entry-0"), strategy="s", plan_id="")
+    accepted = _order("qd-P1-entry-0")
+    accepted.transition(OrderStatus.SUBMITTED, T0 + 1)
+    # The child does not know the row: its batch looks it up (a read) before updating it.
+    child.enqueue([(ORDER, accepted, "s", None)])
+    errors: list[BaseException] = []
+
+    def entry_elsewhere() -> None:
+        try:
+            outbox.persist_before_send(_order("qd-P2-entry-0"), strategy="s", plan_id="")
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    racing: list[threading.Thread] = []
+
+    @event.listens_for(child_db, "after_cursor_execute")
+    def between_read_and_write(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and not racing:
+            racing.append(threading.Thread(target=entry_elsewhere))
+            racing[0].start()
+            racing[0].join(timeout=0.5)  # committed by now, unless it waits for our lock
+
+    try:
+        assert child.flush() == 1 and not child.stats().degraded, child.stats().last_error
+        racing[0].join(timeout=10)
+        assert not errors
+        with session_factory(outbox_db)() as session:
+            rows = dict(session.execute(select(OrderRow.client_order_id, OrderRow.status)).all())
+        assert rows == {"qd-P1-entry-0": OrderStatus.SUBMITTED, "qd-P2-entry-0": OrderStatus.PENDING_SUBMIT}
+    finally:
+        outbox_db.dispose()
+        child_db.dispose()
