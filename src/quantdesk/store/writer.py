@@ -407,7 +407,9 @@ class StoreWriter:
             pending = msgspec.structs.replace(order, status=OrderStatus.PENDING_SUBMIT)
             self._seen_orders.add(order.client_order_id)
             self._capture.append((ORDER, pending, strategy, plan_id))
-            log.warning("outbox_buffered", client_order_id=order.client_order_id, reason=reason)
+            log.warning(
+                "outbox_buffered", client_order_id=order.client_order_id, plan_id=plan_id, reason=reason
+            )
             return
         raise StoreWriteFailed(f"order {order.client_order_id} not sent: {reason}") from error
 
@@ -436,7 +438,10 @@ class StoreWriter:
             self._verify = True
             self._buffer.extendleft(reversed(records))
             log.warning(
-                "outbox_with_plan_failed", client_order_id=order.client_order_id, error=_one_line(error)
+                "outbox_with_plan_failed",
+                client_order_id=order.client_order_id,
+                plan_id=plan_id,
+                error=_one_line(error),
             )
             return False
         staged.mode = self._mode  # the writer's mode moves with the state records it writes

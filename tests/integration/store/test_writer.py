@@ -18,6 +18,7 @@ from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.testing import capture_logs
 
 from kit import MINUTE, T0, Rig, bar, rig
 from quantdesk.engine.messages import DecisionRecord
@@ -366,7 +367,11 @@ def test_protective_orders_are_buffered_not_refused_when_the_store_is_down(
 ) -> None:
     writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA, send_when_down={"STOP", "EXIT"})
     writer.replace_session_factory(_dead_store())
-    writer.persist_before_send(_order("qd-P-stop-0", "STOP"), strategy="s", plan_id="P")
+    with capture_logs() as logs:
+        writer.persist_before_send(_order("qd-P-stop-0", "STOP"), strategy="s", plan_id="P")
+    # Order lines carry their plan, as the node's own do (its JSON log is searched by them).
+    (buffered,) = [line for line in logs if line["event"] == "outbox_buffered"]
+    assert (buffered["client_order_id"], buffered["plan_id"]) == ("qd-P-stop-0", "P")
     with pytest.raises(StoreWriteFailed):
         writer.persist_before_send(_order("qd-P-entry-0"), strategy="s", plan_id="P")
     assert writer.stats().buffered == 1
