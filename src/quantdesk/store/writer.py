@@ -535,6 +535,16 @@ class StoreWriter:
         self._verify_left = count
         self._verify = self._verify or count > 0
 
+    def check_store(self) -> bool:
+        """Probe the store now; if it does not answer, the writer is degraded (alerted once)
+        until a write or a probe succeeds. Returns whether it answered."""
+        try:
+            self._probe()
+        except SQLAlchemyError as error:
+            self._failed(error)
+            return False
+        return True
+
     def reachable(self) -> bool:
         """Whether the store answers a trivial query now."""
         try:

@@ -595,6 +595,9 @@ def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_si
             conn.send_bytes(_dumps(f"{type(error).__name__}: {error}"))
         return
     writer.verify_next(verify)
+    # Known before the first answer: a child started while the store is down (a restart) must
+    # not tell the parent it is fine because it has not failed a write yet.
+    writer.check_store()
     # Control messages in the order they came, after the records sent before them are enqueued.
     inbox: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
     threading.Thread(target=_read_pipe, args=(conn, writer, inbox), name="pipe-reader", daemon=True).start()

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import msgspec
 import pytest
@@ -139,21 +140,15 @@ def _dead_url() -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}/gone"
 
 
-def test_a_store_that_is_down_degrades_alerts_once_and_keeps_every_record() -> None:
+def _down_desk(alerts: list[tuple[str, str]]) -> tuple[Rig, ProcessStoreWriter, list[Fill]]:
+    """`_desk` on a store that refuses every connection; protective orders are buffered."""
     url = _dead_url()
+    return _desk(session_factory(make_engine(url)), url, alerts, send_when_down={"STOP", "EXIT"})
+
+
+def test_a_store_that_is_down_degrades_alerts_once_and_keeps_every_record() -> None:
     alerts: list[tuple[str, str]] = []
-    writer = ProcessStoreWriter(
-        session_factory(make_engine(url)),
-        url,
-        mode=Mode.BACKTEST,
-        config_sha=SHA,
-        on_alert=lambda kind, message: alerts.append((kind, message)),
-        send_when_down={"STOP", "EXIT"},
-    )
-    r = rig(default_qty=Decimal(10), before_send=writer.persist_before_send)
-    writer.attach(r.engine)
-    r.engine.add_strategy(Bracket("AAA"))
-    r.engine.start()
+    r, writer, _ = _down_desk(alerts)
     writer.start_background(0.05)
     try:
         for i in range(30):
@@ -255,15 +250,16 @@ def _kill(writer: ProcessStoreWriter) -> None:
 
 
 def _desk(
-    sessions: sessionmaker[Session], url: str, alerts: list[tuple[str, str]]
+    sessions: sessionmaker[Session], url: str, alerts: list[tuple[str, str]], **options: Any
 ) -> tuple[Rig, ProcessStoreWriter, list[Fill]]:
+    """An engine trading brackets with the writer process attached (`options` are the writer's)."""
     writer = ProcessStoreWriter(
         sessions,
         url,
         mode=Mode.BACKTEST,
         config_sha=SHA,
-        batch_size=7,
         on_alert=lambda kind, message: alerts.append((kind, message)),
+        **{"batch_size": 7, **options},
     )
     r = rig(default_qty=Decimal(10), before_send=writer.persist_before_send)
     writer.attach(r.engine)
@@ -373,6 +369,33 @@ def test_a_writer_process_that_keeps_dying_is_given_up_degraded_with_every_recor
         assert writer.buffered > held
         with pytest.raises(StoreWriteFailed, match=r"records not written.*given up"):
             writer.stop()
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_a_child_restarted_while_the_store_is_down_does_not_call_it_recovered() -> None:
+    """A new child has not failed a write yet: it must probe the store before its first answer,
+    or the node is told the store is back (and entries resume) while it is still down."""
+    alerts: list[tuple[str, str]] = []
+    r, writer, _ = _down_desk(alerts)
+    try:
+        assert writer.stats().degraded  # said by the first child's first answer
+        for i in range(20):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        writer.flush()
+        held = writer.buffered
+        _kill(writer)
+        writer.pump()  # a new child
+        deadline = time.monotonic() + 30
+        while not writer._ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+            writer.pump()
+        assert writer._ready and writer.stats().degraded
+        kinds = Counter(kind for kind, _ in alerts)
+        assert kinds["store_degraded"] == 1 and kinds["store_recovered"] == 0, alerts
+        assert writer.buffered == held
     finally:
         if writer._process is not None:
             writer._process.kill()
