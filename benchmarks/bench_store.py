@@ -20,6 +20,13 @@
    Paced runs also report each decision's time **from when its event was due** ("from
    due"): what a live node's tick sees, including waking up, getting the interpreter lock
    and a CPU back, and waiting behind a late event; the engine time alone misses all of it.
+4. The machine's share (control). Each repeat also runs the engine without a writer beside
+   a **burner**: a process of no concern to the engine that streams through memory, in 0.1 s
+   periods, for the share of a CPU the writer process and the database server took in a
+   calibration run (all CPU time of the machine during the run, from /proc/stat, minus the
+   engine's own, with the writer against without). What the writer's runs lose beyond the
+   burner's is the writer's design; what the burner loses too is the machine's answer to
+   memory-heavy work beside the engine (on this 2-vCPU VM it delays the engine's wake-ups).
 
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
@@ -37,6 +44,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -276,9 +284,59 @@ def bench_outbox(url: str, n: int, kind: str = "thread", decided: bool = False) 
     }
 
 
+# Streams through 64 MB (twice this machine's L3), as the writer's row building and the database's
+# pages go through memory: a loop that only spins (`pass`) costs the engine nothing measurable
+# here, while memory traffic beside it delays its wake-ups (a scratch run: 53 late-episode heads
+# against 83 off for the spinning loop, 215 for this one, at 60% of a CPU).
+_BURNER = """
+import sys, time
+import numpy as np
+share, period = float(sys.argv[1]), 0.1
+a = np.ones(8_000_000)
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < share * period:
+        a += 1.0
+    time.sleep(max(0.0, period - (time.perf_counter() - start)))
+"""
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds every process of the machine has used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in first[1:8])
+    return (user + nice + system + irq + softirq) / _TICKS
+
+
+class Burner:
+    """A process that keeps `share` of one CPU busy, in bursts every 0.1 s, until closed."""
+
+    def __init__(self, share: float) -> None:
+        self._process = None
+        if share > 0:
+            self._process = subprocess.Popen([sys.executable, "-c", _BURNER, f"{share:.4f}"])
+        time.sleep(0.2)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
+
 def latency_run(
-    url: str | None, bars: list[Bar], pace_ns: int, kind: str = "thread", arrivals: list[int] | None = None
+    url: str | None,
+    bars: list[Bar],
+    pace_ns: int,
+    kind: str = "thread",
+    arrivals: list[int] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> list[int]:
+    """One run; `cpu` (if given) gets the run's wall seconds and the CPU seconds the rest of the
+    machine used meanwhile (everything but this process)."""
     engine, venue, clock = build()
     writer: StoreWriter | None = None
     db = None
@@ -293,7 +351,11 @@ def latency_run(
     tune_gc_for_trading()
     if writer is not None:
         writer.start_background()  # the node's period (store.writer.FLUSH_INTERVAL_S)
+    wall, machine, own = time.perf_counter(), _machine_cpu_s(), time.process_time()
     samples = drive(engine, venue, clock, bars, pace_ns, writer, arrivals)
+    if cpu is not None:
+        cpu["wall_s"] = time.perf_counter() - wall
+        cpu["others_s"] = _machine_cpu_s() - machine - (time.process_time() - own)
     if writer is not None:
         writer.stop()
     if db is not None:
@@ -312,14 +374,20 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
     Pairing matters on a shared machine: its speed drifts by tens of percent over seconds, so
     medians of separate runs (the earlier method) can differ by more than the 10% being judged."""
     pace_ns = SECOND // rate if rate else 0
-    kinds = ("off", "thread", "process")
+    share = calibrate_share(backends, name, bars, pace_ns)
+    kinds = ("off", "thread", "process", "control")
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     due: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for i in range(repeat):
-        for kind in kinds[i % 3 :] + kinds[: i % 3]:
-            url = None if kind == "off" else backends.fresh(name)
+        for kind in kinds[i % 4 :] + kinds[: i % 4]:
+            url = None if kind in ("off", "control") else backends.fresh(name)
             arrivals: list[int] | None = [] if pace_ns else None
-            runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind, arrivals)))
+            burner = Burner(share) if kind == "control" else None
+            try:
+                runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind, arrivals)))
+            finally:
+                if burner is not None:
+                    burner.close()
             if arrivals is not None:
                 due[kind].append(percentiles_us(arrivals))
     off = runs["off"]
@@ -327,12 +395,28 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
         "events_per_s": rate or "unpaced",
         "decisions": off[0]["count"],
         "repeat": repeat,
+        "control_cpu_share": round(share, 3),
     }
-    for kind in ("thread", "process"):
+    for kind in ("thread", "process", "control"):
         result[kind] = _paired(runs[kind], off)
         if pace_ns:
             result[kind]["from_due"] = _paired(due[kind], due["off"])
     return result
+
+
+def calibrate_share(backends: Backends, name: str, bars: list[Bar], pace_ns: int, pairs: int = 2) -> float:
+    """The share of one CPU the writer process and the database take beside the engine: the
+    rest of the machine's CPU per second with the writer process, less without (the mean of
+    `pairs` pairs: the rest of the machine is not idle either)."""
+    extra = []
+    for _ in range(pairs):
+        shares = []
+        for url, kind in ((None, "off"), (backends.fresh(name), "process")):
+            cpu: dict[str, float] = {}
+            latency_run(url, bars, pace_ns, kind, cpu=cpu)
+            shares.append(cpu["others_s"] / cpu["wall_s"])
+        extra.append(shares[1] - shares[0])
+    return min(1.0, max(0.0, statistics.fmean(extra)))
 
 
 def _paired(on_runs: list[dict[str, float]], off_runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -350,13 +434,16 @@ def _paired(on_runs: list[dict[str, float]], off_runs: list[dict[str, float]]) -
 
 def _line(label: str, latency: dict[str, Any]) -> str:
     lines = []
-    for kind in ("thread", "process"):
+    for kind in ("thread", "process", "control"):
+        who = f"writer {kind}"
+        if kind == "control":
+            who = f"no writer, burner at {latency['control_cpu_share']:.0%} of a CPU"
         for what, figures in (("engine time", latency[kind]), ("from due", latency[kind].get("from_due"))):
             if figures is None:
                 continue
             p50, p99 = figures["p50"], figures["p99"]
             lines.append(
-                f"  tick-to-decision {label}, writer {kind}, {what}: "
+                f"  tick-to-decision {label}, {who}, {what}: "
                 f"p50 {p50['off_us']} -> {p50['on_us']} us "
                 f"(x{p50['ratio']}, pairs {p50['ratio_range'][0]}-{p50['ratio_range'][1]}), "
                 f"p99 {p99['off_us']} -> {p99['on_us']} us "
