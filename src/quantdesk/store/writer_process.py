@@ -163,7 +163,8 @@ class ProcessStoreWriter(StoreWriter):
             try:
                 self._await_ready()
             except (OSError, EOFError) as error:
-                raise StoreWriteFailed(f"the store's writer process did not start: {error}") from None
+                why = self._why_not(error)
+                raise StoreWriteFailed(f"the store's writer process did not start: {why}") from None
         self.flush()
 
     def start_background(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
@@ -356,6 +357,22 @@ class ProcessStoreWriter(StoreWriter):
             if monotonic_ns() > deadline:
                 raise StoreWriteFailed(f"the writer process did not answer within {FLUSH_TIMEOUT_S:g} s")
             self._read_acks(block=True, timeout=min(1.0, (deadline - monotonic_ns()) / 1e9))
+
+    def _why_not(self, error: BaseException) -> str:
+        """The child's own reason, or (it died before it could say) its exit code and the usual cause."""
+        if str(error):
+            return str(error)
+        process = self._process
+        code = None
+        if process is not None:
+            process.join(timeout=5.0)
+            code = process.exitcode
+        # A spawned child imports the parent's main module again: a script that starts a node
+        # at import time (no __main__ guard) makes the child try the same and die at once.
+        return (
+            f"it ended (exit code {code}) before answering; if a script starts the node, start it "
+            "under `if __name__ == '__main__':` (the writer process imports the script again)"
+        )
 
     def _await_ready(self) -> None:
         deadline = monotonic_ns() + int(FLUSH_TIMEOUT_S * 1e9)

@@ -412,6 +412,35 @@ def test_a_writer_process_that_cannot_start_fails_attach_with_its_reason(tmp_pat
     assert writer._process.exitcode == 0  # it said why and ended, rather than crashing
 
 
+def test_a_script_that_starts_a_node_without_a_main_guard_is_told_so(tmp_path: Path) -> None:
+    # The spawned child imports the script again, tries to start a child of its own and dies
+    # before it can say why: the error must name the cause, not be empty.
+    script = tmp_path / "node.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from decimal import Decimal
+            sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+            from kit import rig
+            from quantdesk.risk.messages import Mode
+            from quantdesk.store import make_engine, session_factory, upgrade
+            from quantdesk.store.writer_process import ProcessStoreWriter
+            url = "sqlite:///{tmp_path / "q.db"}"
+            upgrade(url)
+            sessions = session_factory(make_engine(url))
+            writer = ProcessStoreWriter(sessions, url, mode=Mode.BACKTEST, config_sha="x")
+            writer.attach(rig(default_qty=Decimal(10)).engine)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "did not start: it ended (exit code 1) before answering" in last, done.stderr
+    assert "if __name__ == '__main__':" in last
+
+
 # -- the records' wire format -------------------------------------------------------------------
 
 
