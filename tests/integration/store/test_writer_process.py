@@ -43,6 +43,7 @@ from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIG
 from quantdesk.store.writer import StoreWriteFailed
 from quantdesk.store.writer_process import (
     MAX_RESTARTS,
+    RELEASE_CHUNK,
     SHIP_CHUNK,
     ProcessStoreWriter,
     _decode_records,
@@ -542,13 +543,76 @@ def test_pump_ships_one_chunk_per_call_and_says_when_more_is_left(
         buffered = 3 * SHIP_CHUNK + 5
         for i in range(buffered):
             writer._capture.on_signal(_signal(ts=10_000 + i))
-        calls = 0
-        while writer.pump():
-            calls += 1
-            assert len(writer._buffer) == buffered - calls * SHIP_CHUNK
-        assert calls == 3 and not writer._buffer
+        for call in range(1, 4):
+            assert writer.pump()  # more to ship
+            assert len(writer._buffer) == buffered - call * SHIP_CHUNK
+        writer.pump()
+        assert not writer._buffer
         assert writer.stop() == buffered
         assert _count(sessions, SignalRow) == buffered
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def _written_but_held(writer: ProcessStoreWriter, n: int) -> None:
+    """Ship `n` signals and take in the child's answers (not pumping, which lets go of
+    records) until they say all are written."""
+    writer.flush()  # the child is up
+    for i in range(n):
+        writer._capture.on_signal(_signal(ts=10_000 + i))
+    writer._ship(n)
+    deadline = time.monotonic() + 30
+    while writer.stats().written < n:
+        assert time.monotonic() < deadline, writer.stats()
+        writer._read_acks(block=True, timeout=0.1)
+    assert writer.buffered == 0
+
+
+def test_written_records_are_let_go_a_chunk_per_pump_not_all_at_once(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """Freeing every record an answer covers took 150-360 us at once on the engine's thread."""
+    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
+    try:
+        n = 5 * RELEASE_CHUNK + 3
+        _written_but_held(writer, n)
+        held = [len(writer._unacked)]
+        while writer.pump():
+            held.append(len(writer._unacked))
+        held.append(len(writer._unacked))
+        assert held[0] == n
+        assert held == [max(0, n - k * RELEASE_CHUNK) for k in range(len(held))]
+        assert writer.buffered == 0 and writer.stop() == 0
+        assert _count(sessions, SignalRow) == n
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_a_child_that_dies_after_writing_gives_its_successor_none_of_what_it_wrote(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    alerts: list[tuple[str, str]] = []
+    writer = ProcessStoreWriter(
+        sessions,
+        db_url,
+        mode=Mode.BACKTEST,
+        config_sha=SHA,
+        on_alert=lambda kind, message: alerts.append((kind, message)),
+    )
+    try:
+        n = 3 * RELEASE_CHUNK
+        _written_but_held(writer, n)
+        assert len(writer._unacked) == n  # written, not let go yet
+        _kill(writer)
+        writer.pump()  # sees it gone, starts another
+        died = [message for kind, message in alerts if kind == "store_writer_process_died"]
+        assert len(died) == 1 and "; 0 records it had not written" in died[0], died
+        writer.flush()
+        assert writer.buffered == 0
+        writer.stop()
+        assert _count(sessions, SignalRow) == n
     finally:
         if writer._process is not None:
             writer._process.kill()
