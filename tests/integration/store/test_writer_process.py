@@ -537,8 +537,7 @@ def test_pump_ships_one_chunk_per_call_and_says_when_more_is_left(
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
     """The node's loop lets a feed event in between two calls: one call must not ship everything."""
-    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
-    try:
+    with _writer(sessions, db_url) as writer:
         writer.flush()  # the child is up
         buffered = 3 * SHIP_CHUNK + 5
         for i in range(buffered):
@@ -550,6 +549,14 @@ def test_pump_ships_one_chunk_per_call_and_says_when_more_is_left(
         assert not writer._buffer
         assert writer.stop() == buffered
         assert _count(sessions, SignalRow) == buffered
+
+
+@contextlib.contextmanager
+def _writer(sessions: sessionmaker[Session], url: str, **options: Any) -> Iterator[ProcessStoreWriter]:
+    """A writer process on `url`; its child is killed at the end, whatever the test left."""
+    writer = ProcessStoreWriter(sessions, url, mode=Mode.BACKTEST, config_sha=SHA, **options)
+    try:
+        yield writer
     finally:
         if writer._process is not None:
             writer._process.kill()
@@ -573,8 +580,7 @@ def test_written_records_are_let_go_a_chunk_per_pump_not_all_at_once(
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
     """Freeing every record an answer covers took 150-360 us at once on the engine's thread."""
-    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
-    try:
+    with _writer(sessions, db_url) as writer:
         n = 5 * RELEASE_CHUNK + 3
         _written_but_held(writer, n)
         held = [len(writer._unacked)]
@@ -585,23 +591,13 @@ def test_written_records_are_let_go_a_chunk_per_pump_not_all_at_once(
         assert held == [max(0, n - k * RELEASE_CHUNK) for k in range(len(held))]
         assert writer.buffered == 0 and writer.stop() == 0
         assert _count(sessions, SignalRow) == n
-    finally:
-        if writer._process is not None:
-            writer._process.kill()
 
 
 def test_a_child_that_dies_after_writing_gives_its_successor_none_of_what_it_wrote(
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
     alerts: list[tuple[str, str]] = []
-    writer = ProcessStoreWriter(
-        sessions,
-        db_url,
-        mode=Mode.BACKTEST,
-        config_sha=SHA,
-        on_alert=lambda kind, message: alerts.append((kind, message)),
-    )
-    try:
+    with _writer(sessions, db_url, on_alert=lambda kind, message: alerts.append((kind, message))) as writer:
         n = 3 * RELEASE_CHUNK
         _written_but_held(writer, n)
         assert len(writer._unacked) == n  # written, not let go yet
@@ -613,9 +609,6 @@ def test_a_child_that_dies_after_writing_gives_its_successor_none_of_what_it_wro
         assert writer.buffered == 0
         writer.stop()
         assert _count(sessions, SignalRow) == n
-    finally:
-        if writer._process is not None:
-            writer._process.kill()
 
 
 @contextlib.contextmanager
@@ -674,8 +667,7 @@ def test_an_entry_writes_its_plan_here_in_its_own_transaction_not_through_the_ch
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
     """No round trip to the child at the door; the child never sees the plan, so never writes it twice."""
-    writer = ProcessStoreWriter(sessions, db_url, mode=Mode.BACKTEST, config_sha=SHA)
-    try:
+    with _writer(sessions, db_url) as writer:
         writer.flush()
         signal = _signal(ts=30_000)
         writer._capture.on_signal(signal)
@@ -694,6 +686,3 @@ def test_an_entry_writes_its_plan_here_in_its_own_transaction_not_through_the_ch
         writer.stop()
         assert (_count(sessions, SignalRow), _count(sessions, DecisionRow)) == (1, 1)
         assert writer.stats().written == 2
-    finally:
-        if writer._process is not None:
-            writer._process.kill()
