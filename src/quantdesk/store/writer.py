@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from quantdesk.store.capture import (
     Record,
     plan_of_client_id,
 )
-from quantdesk.store.database import WRITE
+from quantdesk.store.database import KEYED_BATCH, WRITE
 from quantdesk.store.models import (
     APPROVED,
     BLOCKED,
@@ -508,15 +508,15 @@ class StoreWriter:
             self._recovered()
             return written
 
-    def _write_session(self) -> Session:
-        """A session for a transaction that writes: on SQLite it takes the write lock at BEGIN."""
+    def _write_session(self, options: Mapping[str, Any] = WRITE) -> Session:
+        """A session for a transaction that writes: on SQLite it takes the write lock at BEGIN;
+        with `KEYED_BATCH`, on PostgreSQL its lookups go by index (see there)."""
         session = self._sessions()
-        if self._serialize:
-            try:
-                session.connection(execution_options=WRITE)
-            except BaseException:
-                session.close()
-                raise
+        try:
+            session.connection(execution_options=options)
+        except BaseException:
+            session.close()
+            raise
         return session
 
     def _probe(self) -> None:
@@ -678,7 +678,7 @@ class StoreWriter:
 
     def _write(self, batch: Sequence[Record]) -> None:
         staged = _Staged(self)
-        with self._db_lock if self._serialize else _NO_LOCK, self._write_session() as session:
+        with self._db_lock if self._serialize else _NO_LOCK, self._write_session(KEYED_BATCH) as session:
             staged.write(session, batch)
             try:
                 session.commit()

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -985,3 +985,48 @@ def test_a_batch_that_reads_first_waits_for_a_write_from_elsewhere_instead_of_fa
     finally:
         outbox_db.dispose()
         child_db.dispose()
+
+
+def _plans_of_order_lookups(engine: Engine) -> list[str]:
+    """Collects PostgreSQL's plan for each lookup of orders by client id run on `engine`."""
+    plans: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def explain(conn: Connection, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT orders.client_order_id"):
+            cursor.execute("EXPLAIN " + statement, parameters)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+
+    return plans
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_batch_finds_stored_orders_by_index_where_postgresql_would_scan_the_table(
+    store_engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # Rows another writer stored (the outbox in the node's process): this writer must look each up.
+    orders = [_order(f"qd-P{i}-entry-0") for i in range(3_000)]
+    with sessions() as session:
+        rows = [order_values(o, strategy="s", decision_id=None, oco_group=None) for o in orders]
+        _insert(session, OrderRow, rows, ids=False)
+        session.commit()
+        session.execute(text("ANALYZE orders"))
+        session.commit()
+    plans = _plans_of_order_lookups(store_engine)
+    looked_up = [o.client_order_id for o in orders[:400]]
+    with sessions() as session:
+        # The same lookup outside a writer's batch: the planner scans (what made this test needed).
+        session.execute(select(OrderRow.client_order_id).where(OrderRow.client_order_id.in_(looked_up)))
+    assert "Seq Scan on orders" in plans[0], plans[0]
+    writer = StoreWriter(sessions, mode=Mode.PAPER, config_sha=SHA)
+    for order in orders[:400]:
+        order.transition(OrderStatus.SUBMITTED, T0 + 1)
+        writer.enqueue([(ORDER, order, "s", None)])
+    assert writer.flush() == 400
+    assert len(plans) == 2 and "Index" in plans[1] and "Seq Scan" not in plans[1], plans[1]
+    with sessions() as session:
+        statuses = Counter(session.scalars(select(OrderRow.status)))
+        # SET LOCAL: the connection, back in the pool, plans as before.
+        assert session.execute(text("SHOW enable_seqscan")).scalar() == "on"
+    assert statuses == {OrderStatus.SUBMITTED: 400, OrderStatus.PENDING_SUBMIT: 2_600}
