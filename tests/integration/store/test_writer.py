@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
@@ -47,6 +47,7 @@ from quantdesk.store.writer import (
     StoreWriter,
     _insert,
     _Staged,
+    _update,
     audit_values,
     decision_values,
     fill_values,
@@ -910,7 +911,7 @@ def test_a_finished_flatten_is_stored_as_a_risk_event_with_its_duration(db_url: 
 def test_bulk_inserts_return_ids_in_input_order_and_refusals_as_sqlalchemy_errors(
     sessions: sessionmaker[Session],
 ) -> None:
-    # On PostgreSQL the writer inserts through psycopg's pipelined executemany, not SQLAlchemy's:
+    # On PostgreSQL the writer inserts a batch as one statement of arrays (ids from the sequence first):
     # ids must still follow the input, and a refusal must still be SQLAlchemy's exception class,
     # which the writer's retry and quarantine decide on.
     signals = [Signal("s", "AAA", Side.BUY, T0 + i, qty=Decimal(i + 1)) for i in range(30)]
@@ -1030,3 +1031,50 @@ def test_a_batch_finds_stored_orders_by_index_where_postgresql_would_scan_the_ta
         # SET LOCAL: the connection, back in the pool, plans as before.
         assert session.execute(text("SHOW enable_seqscan")).scalar() == "on"
     assert statuses == {OrderStatus.SUBMITTED: 400, OrderStatus.PENDING_SUBMIT: 2_600}
+
+
+def test_bulk_updates_give_each_row_its_own_values_and_refuse_text_too_long_for_its_column(
+    sessions: sessionmaker[Session],
+) -> None:
+    # PostgreSQL takes a batch's rows as one array per column: each row must still get its own
+    # values, and a value too long for its column must be refused, not cut by the array's cast.
+    orders = [_order(f"qd-P{i}-entry-0") for i in range(5)]
+    with sessions() as session:
+        ids = _insert(
+            session,
+            OrderRow,
+            [order_values(o, strategy="s", decision_id=None, oco_group=None) for o in orders],
+        )
+        session.commit()
+    changes = [
+        {
+            "id": row_id,
+            "status": OrderStatus.FILLED,
+            "filled_qty": Decimal(i),
+            "broker_order_id": None if i % 2 else f"B{i}",
+        }
+        for i, row_id in enumerate(ids)
+    ]
+    with sessions() as session:
+        _update(session, OrderRow, changes[1:4])
+        session.commit()
+    with sessions() as session:
+        stored = {
+            row.id: (row.status, row.filled_qty, row.broker_order_id)
+            for row in session.scalars(select(OrderRow))
+        }
+    assert stored == {
+        ids[0]: (OrderStatus.PENDING_SUBMIT, Decimal(0), None),
+        ids[1]: (OrderStatus.FILLED, Decimal(1), None),
+        ids[2]: (OrderStatus.FILLED, Decimal(2), "B2"),
+        ids[3]: (OrderStatus.FILLED, Decimal(3), None),
+        ids[4]: (OrderStatus.PENDING_SUBMIT, Decimal(0), None),
+    }
+    with sessions() as session, pytest.raises(ValueError, match="updated twice"):
+        _update(session, OrderRow, [changes[0], changes[0]])
+    too_long = order_values(_order("qd-P9-entry-0"), strategy="s" * 65, decision_id=None, oco_group=None)
+    if make_url(str(sessions.kw["bind"].url)).get_backend_name() == "postgresql":
+        with sessions() as session, pytest.raises(DataError, match="too long"):
+            _insert(session, OrderRow, [too_long])
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(OrderRow)) == 5
