@@ -1086,6 +1086,9 @@ def _unnest_statement(table: Table, keys: tuple[str, ...], kind: str, dialect: A
 def _insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]], *, ids: bool) -> list[int]:
     """PostgreSQL: `rows` inserted in one statement; with `ids`, the ids they got, in input order
     (taken from the table's sequence first: the order of an INSERT's RETURNING is not promised)."""
+    if ids and len(rows) == 1:
+        # One row (an entry's signal and decision at the outbox): one round trip, not two.
+        return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
     keys = tuple(rows[0])
     row_ids: list[int] = []
     if ids:
