@@ -155,7 +155,7 @@ WRITE: Final = {_BEGIN: "BEGIN IMMEDIATE"}
 # planner answers such a list with a scan of the whole table whenever it costs the table below the
 # list's index probes (a table of a few thousand rows, or one not analyzed yet): measured on this
 # project's store benchmark, the scans were half the server's CPU per persisted record (75 us of
-# it; 32 us with index probes), CPU taken from the engine on a small machine. The batch's
+# it; 38 us with index probes), CPU taken from the engine on a small machine. The batch's
 # transaction forbids them; no statement in it wants one (SQLite plans such lists by index anyway).
 KEYED_BATCH: Final = {**WRITE, _KEYED: True}
 
