@@ -61,6 +61,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
+def other_db_url(
+    db_url: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A second empty database on `db_url`'s back end."""
+    if make_url(db_url).get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('other') / 'quantdesk.db'}"
+        return
+    yield from _pg_schema_url(request.getfixturevalue("pg_admin"))
+
+
+@pytest.fixture
 def store_engine(db_url: str) -> Iterator[Engine]:
     """An engine on a database migrated to head."""
     upgrade(db_url)

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -1031,6 +1032,47 @@ def test_a_batch_finds_stored_orders_by_index_where_postgresql_would_scan_the_ta
         # SET LOCAL: the connection, back in the pool, plans as before.
         assert session.execute(text("SHOW enable_seqscan")).scalar() == "on"
     assert statuses == {OrderStatus.SUBMITTED: 400, OrderStatus.PENDING_SUBMIT: 2_600}
+
+
+def test_batch_rows_are_stored_exactly_as_sqlalchemy_stores_them(
+    sessions: sessionmaker[Session], other_db_url: str
+) -> None:
+    # The writer hands a batch's rows to the driver itself (arrays on PostgreSQL, executemany of
+    # tuples on SQLite) with SQLAlchemy's bind processors: decimals, JSON, enums and timestamps
+    # must be stored as SQLAlchemy's own insert stores them. A copy of every row through
+    # SQLAlchemy's insert into a second database must read back identical at the driver level.
+    desk = _desk(sessions, batch_size=9, malformed=frozenset({13}))
+    desk.run(0, 20)
+    desk.rig.engine.pause("a test's pause", "tester")
+    desk.run(20, 40)
+    assert desk.writer.flush() > 0
+    upgrade(other_db_url)
+    other = make_engine(other_db_url)
+    models = (SignalRow, DecisionRow, OrderRow, FillRow, PositionRow, AuditLogRow, RiskEventRow)
+    try:
+        with sessions() as session, Session(other) as copy:
+            for model in models:
+                table: Any = model.__table__
+                rows = [dict(row._mapping) for row in session.execute(select(table).order_by(table.c.id))]
+                assert rows, f"the run wrote no {table.name}"
+                copy.execute(table.insert(), rows)
+            copy.commit()
+        with store_raw(sessions) as written, store_raw(session_factory(other)) as copied:
+            for model in models:
+                name = model.__tablename__
+                assert written(name) == copied(name), name
+    finally:
+        other.dispose()
+
+
+@contextmanager
+def store_raw(sessions: sessionmaker[Session]) -> Iterator[Callable[[str], list[tuple[Any, ...]]]]:
+    """A table's rows as the driver returns them, with no SQLAlchemy type processing."""
+    with sessions() as session:
+        connection = session.connection()
+        yield lambda name: [
+            tuple(row) for row in connection.exec_driver_sql(f"SELECT * FROM {name} ORDER BY id")
+        ]
 
 
 def test_bulk_updates_give_each_row_its_own_values_and_refuse_text_too_long_for_its_column(
