@@ -94,6 +94,11 @@ class ReplayFeed:
             delay = self._clock.seconds_until(ts)
             if delay > 0:
                 await sleep_unless(stop, delay)
+            else:
+                # Behind (a fast replay, a slow instant): the loop's other tasks still come in
+                # between instants, as with a live feed: the API and its kill switch, and the
+                # watcher that feeds the store's writer, would otherwise wait for the whole replay.
+                await asyncio.sleep(0)
             if stop.is_set():
                 self.state = "stopped"
                 return

@@ -93,6 +93,45 @@ def test_a_paper_session_trades_persists_and_shuts_down_in_order(tmp_path: Path,
     assert fills > 0 and Decimal(str(connection_sum)) == filled_qty
 
 
+def test_a_replay_behind_its_clock_still_lets_the_nodes_other_tasks_in_between_instants(
+    tmp_path: Path,
+) -> None:
+    # A replay faster than the engine (or an instant slower than its bar) finds every instant
+    # already due. It must still yield to the loop between instants: the API and its kill
+    # switch, and the watcher that feeds the store's writer, share the loop with it.
+    parts = build(settings(tmp_path, speed=1_000_000.0))
+    parts.feed._clock = _Behind(parts.clock)  # type: ignore[assignment]
+    seen: list[int] = []
+
+    async def beside_the_feed() -> None:
+        while parts.feed.state != "finished":
+            seen.append(parts.feed.delivered)
+            await asyncio.sleep(0)
+
+    async def replay() -> None:
+        parts.engine.start()
+        await asyncio.gather(parts.feed.run(asyncio.Event()), beside_the_feed())
+
+    asyncio.run(asyncio.wait_for(replay(), timeout=60))
+    parts.writer.stop()
+    assert parts.feed.state == "finished" and parts.feed.total == 3 * 390
+    # Between every two instants (three bars each), the other task ran.
+    assert sorted({n for n in seen if 0 < n < parts.feed.total}) == list(range(3, parts.feed.total, 3))
+
+
+class _Behind:
+    """The node's paced clock, but every instant is already due."""
+
+    def __init__(self, clock: object) -> None:
+        self._clock = clock
+
+    def seconds_until(self, ts: int) -> float:
+        return 0.0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._clock, name)
+
+
 def replay_by_hand(parts: NodeParts, *, until_open: bool = False) -> None:
     """Deliver the session instant by instant, moving the paced clock (speed 1) to each bar."""
     parts.engine.start()
