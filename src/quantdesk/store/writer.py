@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import structlog
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Insert, Select, Table, bindparam, insert, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,6 +101,28 @@ class _OrderRef:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
+
+
+def _by_key(*columns: Any) -> Select[Any]:
+    """A lookup of `columns` by the first of them, for the `keys` given at execution."""
+    return select(*columns).where(columns[0].in_(bindparam("keys", expanding=True)))
+
+
+# The lookups every batch (and an entry's outbox) makes: "is this plan, order, fill stored?".
+# Built once and run on the connection, they skip building a statement and the ORM's execution
+# layer each time (a one-key lookup: ~29 against ~120 us on SQLite, measured 2026-12-04).
+_PLANS_BY_ID: Final = _by_key(*(DecisionRow.__table__.c[k] for k in ("client_plan_id", "id", "approved")))
+_ORDERS_BY_CLIENT_ID: Final = _by_key(
+    *(OrderRow.__table__.c[k] for k in ("client_order_id", "id", "strategy", "decision_id", "leg"))
+)
+_FILLS_BY_EXECUTION_ID: Final = _by_key(FillRow.__table__.c.execution_id)
+
+
+def _lookup(session: Session, statement: Select[Any], keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """The rows of a `_by_key` lookup for `keys`, a few hundred keys to a statement."""
+    connection = session.connection()
+    for chunk in _chunks(keys):
+        yield from connection.execute(statement, {"keys": list(chunk)})
 
 
 def _is_poison(error: BaseException) -> bool:
@@ -384,13 +407,9 @@ class StoreWriter:
         if self._degraded:
             reason = f"the store is degraded ({self._last_error})"
         else:
-            row = OrderRow.from_order(
-                order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
-            )
-            row.status = OrderStatus.PENDING_SUBMIT
             try:
                 with self._db_lock if self._serialize else _NO_LOCK, self._write_session() as session:
-                    session.add(row)
+                    row_id = _insert_outbox_row(session, order, strategy, decision_id, plan_id)
                     session.commit()
             except IntegrityError:
                 raise DuplicateClientId(
@@ -401,7 +420,7 @@ class StoreWriter:
                 self._failed(failure)
                 reason = _one_line(failure)
             else:
-                self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
+                self._order_rows[order.client_order_id] = _OrderRef(row_id, strategy, decision_id, is_exit)
                 return
         if order.tag in self._send_when_down:
             pending = msgspec.structs.replace(order, status=OrderStatus.PENDING_SUBMIT)
@@ -427,11 +446,7 @@ class StoreWriter:
                 decision = staged.plan_rows.get(plan_id)
                 approved = decision is not None and decision[1] and not is_exit
                 decision_id = decision[0] if decision is not None and approved else None
-                row = OrderRow.from_order(
-                    order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None
-                )
-                row.status = OrderStatus.PENDING_SUBMIT
-                session.add(row)
+                row_id = _insert_outbox_row(session, order, strategy, decision_id, plan_id)
                 session.commit()
         except SQLAlchemyError as error:
             # The commit may have landed before the connection died: the batch checks first.
@@ -448,7 +463,7 @@ class StoreWriter:
         staged.merge()
         with self._state_lock:
             self._written += len(records)
-        self._order_rows[order.client_order_id] = _OrderRef(row.id, strategy, decision_id, is_exit)
+        self._order_rows[order.client_order_id] = _OrderRef(row_id, strategy, decision_id, is_exit)
         return True
 
     def _take_plan(self, plan_id: str) -> list[Record] | None:
@@ -832,12 +847,8 @@ class _Staged:
         w = self.w
         existing: dict[str, tuple[int, bool]] = {}
         unknown = sorted({d.plan_id for d, _ in decisions if d.plan_id and d.plan_id not in w._plan_rows})
-        for chunk in _chunks(unknown):
-            by_plan = select(DecisionRow.client_plan_id, DecisionRow.id, DecisionRow.approved)
-            for plan_id, row_id, approved in session.execute(
-                by_plan.where(DecisionRow.client_plan_id.in_(chunk))
-            ):
-                existing[plan_id or ""] = (row_id, approved)
+        for plan_id, row_id, approved in _lookup(session, _PLANS_BY_ID, unknown):
+            existing[plan_id or ""] = (row_id, approved)
         by_signal: dict[int, int] = {}
         if w._verify:
             signal_ids = sorted({self._signal_id(d.signal) for d, _ in decisions})
@@ -875,12 +886,10 @@ class _Staged:
     def _orders(self, session: Session, orders: dict[str, list[Any]], fills: list[Fill]) -> None:
         wanted = [cid for cid in orders if self._order_ref(cid) is None]
         wanted += sorted({f.client_order_id for f in fills if self._order_ref(f.client_order_id) is None})
-        for chunk in _chunks(sorted(set(wanted))):
-            query = select(
-                OrderRow.client_order_id, OrderRow.id, OrderRow.strategy, OrderRow.decision_id, OrderRow.leg
-            ).where(OrderRow.client_order_id.in_(chunk))
-            for client_order_id, row_id, strategy, decision_id, leg in session.execute(query):
-                self.order_rows[client_order_id] = _OrderRef(row_id, strategy, decision_id, leg == Leg.EXIT)
+        for client_order_id, row_id, strategy, decision_id, leg in _lookup(
+            session, _ORDERS_BY_CLIENT_ID, sorted(set(wanted))
+        ):
+            self.order_rows[client_order_id] = _OrderRef(row_id, strategy, decision_id, leg == Leg.EXIT)
         inserts: list[dict[str, Any]] = []
         new: list[tuple[str, str, int | None, bool]] = []
         updates: list[dict[str, Any]] = []
@@ -913,10 +922,8 @@ class _Staged:
     def _fills(self, session: Session, fills: list[Fill]) -> None:
         if not fills:
             return
-        existing: set[str] = set()
-        for chunk in _chunks(sorted({f.execution_id for f in fills})):
-            query = select(FillRow.execution_id).where(FillRow.execution_id.in_(chunk))
-            existing.update(session.scalars(query))
+        executions = sorted({f.execution_id for f in fills})
+        existing = {execution_id for (execution_id,) in _lookup(session, _FILLS_BY_EXECUTION_ID, executions)}
         rows: list[dict[str, Any]] = []
         fresh: list[tuple[str, Fill]] = []
         for fill in fills:
@@ -1014,6 +1021,15 @@ class _Staged:
         _insert(session, RiskEventRow, rows, ids=False)
 
 
+def _insert_outbox_row(
+    session: Session, order: Order, strategy: str, decision_id: int | None, plan_id: str
+) -> int:
+    """The order's row as PENDING_SUBMIT, its id; a client id already stored raises IntegrityError."""
+    values = order_values(order, strategy=strategy, decision_id=decision_id, oco_group=plan_id or None)
+    values["status"] = OrderStatus.PENDING_SUBMIT
+    return _insert(session, OrderRow, [values])[0]
+
+
 def _insert(
     session: Session, model: type[Base], rows: list[dict[str, Any]], *, ids: bool = True
 ) -> list[int]:
@@ -1108,12 +1124,18 @@ def _columns(rows: list[dict[str, Any]], processors: list[tuple[str, Any]], sql:
         raise StatementError(str(error), sql, None, error) from error
 
 
+@functools.cache
+def _returning_id(table: Table) -> Insert:
+    """A one-row insert into `table` that returns the row's id, built once."""
+    return insert(table).returning(table.c.id)
+
+
 def _insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]], *, ids: bool) -> list[int]:
     """PostgreSQL: `rows` inserted in one statement; with `ids`, the ids they got, in input order
     (taken from the table's sequence first: the order of an INSERT's RETURNING is not promised)."""
     if ids and len(rows) == 1:
         # One row (an entry's signal and decision at the outbox): one round trip, not two.
-        return [session.execute(insert(table).returning(table.c.id), rows[0]).scalar_one()]
+        return [session.connection().execute(_returning_id(table), rows[0]).scalar_one()]
     keys = tuple(rows[0])
     row_ids: list[int] = []
     if ids:
