@@ -1039,13 +1039,11 @@ def _insert(
     table: Table = model.__table__  # type: ignore[assignment]
     if session.get_bind().dialect.name == "postgresql":
         return _insert_unnest(session, table, rows, ids=ids)
-    connection = session.connection()
-    _execute_rows(connection, table, tuple(rows[0]), "insert", rows)
-    if not ids:
+    last = _execute_rows(session.connection(), table, tuple(rows[0]), "insert", rows, last_id=ids)
+    if last is None:
         return []
     # From its first row on, the transaction holds SQLite's write lock and each row got
     # max(rowid) + 1: the rows' ids are the last one's and the ones just before it.
-    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     return list(range(last - len(rows) + 1, last + 1))
 
 
@@ -1161,20 +1159,37 @@ def _execute_unnest(
 
 
 def _execute_rows(
-    connection: Connection, table: Table, keys: tuple[str, ...], kind: str, rows: list[dict[str, Any]]
-) -> None:
-    """SQLite: the driver's executemany of one statement over `rows`."""
+    connection: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    kind: str,
+    rows: list[dict[str, Any]],
+    *,
+    last_id: bool = False,
+) -> int | None:
+    """SQLite: the driver's executemany of one statement over `rows`; with `last_id`, the
+    connection's last inserted row id after it (the driver's `lastrowid` is None after executemany)."""
     sql, processors = _statement(table, keys, kind, connection.dialect)
     params = list(zip(*_columns(rows, processors, sql), strict=True))
-    _run(connection, table, kind, sql, params, len(rows), many=True)
+    then = "SELECT last_insert_rowid()" if last_id else None
+    return _run(connection, table, kind, sql, params, len(rows), many=True, then=then)
 
 
 def _run(
-    connection: Connection, table: Table, kind: str, sql: str, params: Any, count: int, *, many: bool
-) -> None:
+    connection: Connection,
+    table: Table,
+    kind: str,
+    sql: str,
+    params: Any,
+    count: int,
+    *,
+    many: bool,
+    then: str | None = None,
+) -> int | None:
     """Execute on the driver's cursor; its errors are raised as SQLAlchemy raises them (the
     writer's retry and quarantine decide on SQLAlchemy's classes), and a statement that touched
-    another number of rows than it was given is an error, not a silent loss."""
+    another number of rows than it was given is an error, not a silent loss. `then`: a query run
+    next on the same cursor, whose one integer is returned."""
     dialect = connection.dialect
     cursor = connection.connection.cursor()
     try:
@@ -1184,6 +1199,11 @@ def _run(
             cursor.execute(sql, params)
         if cursor.rowcount != count:
             raise RuntimeError(f"{table.name}: {kind} touched {cursor.rowcount} of {count} rows")
+        if then is None:
+            return None
+        cursor.execute(then)
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
     except dialect.loaded_dbapi.Error as error:
         raise DBAPIError.instance(sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect) from error
     finally:
