@@ -2,11 +2,11 @@
 
 `ProcessStoreWriter` is a `StoreWriter` whose batches are written by a child
 process: the engine thread still only appends records to a deque, and between
-events (`pump`, called by the node's loop) encodes them one small chunk at a time
-(msgpack, see "the records' wire format") and sends them down a pipe — no second
-thread takes the interpreter lock from the engine in the middle of an event, and an
-event that arrives while the loop pumps waits for one chunk at most (a thread
-shipping on its own remains as a fallback when nobody pumps). The child runs an
+events (`pump`, called by the node's loop) encodes them a part at a time (a sixteenth
+of what is buffered, 32 records at least; msgpack, see "the records' wire format") and
+sends them down a pipe — no second thread takes the interpreter lock from the engine in
+the middle of an event, and an event that arrives while the loop pumps waits for one
+part at most (a thread shipping on its own remains as a fallback when nobody pumps). The child runs an
 ordinary `StoreWriter` over its own connection and answers each write with its
 figures, the plans it has written (the outbox links an entry to its decision row by
 them) and its alerts; a thread of its own keeps reading the pipe while a write waits
@@ -63,13 +63,23 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Records per message, and per `pump` call: what an event arriving during a pump may wait for.
-# Measured per call (2026-12-03, a slow stretch of this 2-vCPU machine): 64 records p50 ~230 us,
-# p99 1.6-2.7 ms; 32 records p50 ~150 us, p99 0.85-0.93 ms.
+# Records per message, and the least per `pump` call: what an event arriving during a pump may
+# wait for. Measured per call (2026-12-03, a slow stretch of this 2-vCPU machine): 64 records p50
+# ~230 us, p99 1.6-2.7 ms; 32 records p50 ~150 us, p99 0.85-0.93 ms.
 SHIP_CHUNK = 32
-# Written records let go per `pump` call. Dropping the records one answer covers (500-1,000
-# at 2,000 events/s, freeing their objects) took 150-360 us on the engine's thread at once,
-# seven times a second (measured 2026-12-04): a tick due then waited for it.
+# A pump call ships this fraction of what is buffered (1/16), at least SHIP_CHUNK records and at
+# most MAX_PUMP_CHUNK (~1-2 ms of the engine's thread). The event after a pump runs on caches the
+# encoding and the pipe have just used (its engine time ~1.5-2x the median): when the engine never
+# idles, 32 records a call made that ~7% of decisions. Unpaced engine time p99 with the writer
+# process, paired against no writer (SQLite, 2026-12-04, 9 pairs, three times): x1.74-2.11 with
+# 32 records a call, x1.15-1.46 with a sixteenth (a quarter: x1.28). At 2,000 events/s a pump
+# period buffers ~460 records: still 32 a call.
+PUMP_FRACTION = 16
+MAX_PUMP_CHUNK = 1024
+# Written records let go per `pump` call, at least (as many as it ships, when that is more).
+# Dropping the records one answer covers (500-1,000 at 2,000 events/s, freeing their objects)
+# took 150-360 us on the engine's thread at once, seven times a second (measured 2026-12-04):
+# a tick due then waited for it.
 RELEASE_CHUNK = 64
 # How long a synchronous flush waits for the child before calling the store down.
 FLUSH_TIMEOUT_S = 30.0
@@ -275,7 +285,7 @@ class ProcessStoreWriter(StoreWriter):
     # -- shipping -------------------------------------------------------------------------------
 
     def pump(self) -> bool:
-        """Ship one chunk of what is buffered, let go of a few written records and take in
+        """Ship a part of what is buffered (PUMP_FRACTION), let go of written records and take in
         the child's answers, without waiting; return whether there is more to do (call again:
         the node's loop does, letting events in between calls).
 
@@ -284,9 +294,11 @@ class ProcessStoreWriter(StoreWriter):
         have to take the interpreter lock from the engine in the middle of its work. The
         background thread only ships if nobody has pumped for a second."""
         self._last_pump = monotonic_ns()
-        return self._pump(SHIP_CHUNK)
+        chunk = min(MAX_PUMP_CHUNK, max(SHIP_CHUNK, -(-len(self._buffer) // PUMP_FRACTION)))
+        return self._pump(chunk, message=chunk)
 
-    def _pump(self, limit: int) -> bool:
+    def _pump(self, limit: int, message: int = SHIP_CHUNK) -> bool:
+        """Ship up to `limit` records, `message` to a message, and let go of as many written ones."""
         with self._ship_lock:
             if self._process is None:
                 return False  # not started yet, or given up on: records stay buffered here
@@ -295,8 +307,8 @@ class ProcessStoreWriter(StoreWriter):
                     # A new child still starting: its pipe would fill and block this thread.
                     self._read_acks(block=False)
                     return False
-                self._ship(limit)
-                self._release(RELEASE_CHUNK)
+                self._ship(limit, message=message)
+                self._release(max(RELEASE_CHUNK, message))
                 more = bool(self._buffer) or self._written_held > 0
                 if self._degraded and not more:
                     self._token += 1
@@ -334,12 +346,12 @@ class ProcessStoreWriter(StoreWriter):
     def _children_written(self) -> int:
         return self._earlier_written + self._child.written
 
-    def _ship(self, limit: int) -> None:
-        """Send up to `limit` buffered records, in chunks of `SHIP_CHUNK`; each stays in
+    def _ship(self, limit: int, message: int = SHIP_CHUNK) -> None:
+        """Send up to `limit` buffered records, `message` to a message; each stays in
         `_unacked` until the child says it is written."""
         buffer = self._buffer
         while buffer and limit > 0:
-            take = min(SHIP_CHUNK, len(buffer), limit)
+            take = min(message, len(buffer), limit)
             limit -= take
             popleft = buffer.popleft
             records = [popleft() for _ in range(take)]

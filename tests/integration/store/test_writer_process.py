@@ -38,11 +38,13 @@ from quantdesk.store import (
     SignalRow,
     make_engine,
     session_factory,
+    writer_process,
 )
 from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
 from quantdesk.store.writer import StoreWriteFailed
 from quantdesk.store.writer_process import (
     MAX_RESTARTS,
+    PUMP_FRACTION,
     RELEASE_CHUNK,
     SHIP_CHUNK,
     ProcessStoreWriter,
@@ -547,6 +549,36 @@ def test_pump_ships_one_chunk_per_call_and_says_when_more_is_left(
             assert len(writer._buffer) == buffered - call * SHIP_CHUNK
         writer.pump()
         assert not writer._buffer
+        assert writer.stop() == buffered
+        assert _count(sessions, SignalRow) == buffered
+
+
+def test_pump_ships_a_backlog_a_sixteenth_at_a_time_one_message_a_call(
+    db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the engine never idles, every call is followed by an event on caches the call has just
+    used: a backlog goes in a few larger calls (at most MAX_PUMP_CHUNK each), not hundreds of small ones."""
+    monkeypatch.setattr(writer_process, "MAX_PUMP_CHUNK", 150)
+    with _writer(sessions, db_url) as writer:
+        writer.flush()  # the child is up
+        buffered = 3_000
+        for i in range(buffered):
+            writer._capture.on_signal(_signal(ts=10_000 + i))
+        messages: list[int] = []
+        send = writer._send_bytes
+        monkeypatch.setattr(writer, "_send_bytes", lambda data: (messages.append(len(data)), send(data))[1])
+        shipped: list[int] = []
+        while writer._buffer:
+            before = len(writer._buffer)
+            writer.pump()
+            shipped.append(before - len(writer._buffer))
+        expected, left = [], buffered
+        while left:
+            expected.append(min(left, 150, max(SHIP_CHUNK, -(-left // PUMP_FRACTION))))
+            left -= expected[-1]
+        assert shipped == expected
+        assert shipped[:3] == [150, 150, 150] and shipped[-1] <= SHIP_CHUNK and len(shipped) < buffered / 20
+        assert len(messages) == len(shipped)  # one message a call
         assert writer.stop() == buffered
         assert _count(sessions, SignalRow) == buffered
 
