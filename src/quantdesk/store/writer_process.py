@@ -6,8 +6,8 @@ events (`pump`, called by the node's loop) encodes them a part at a time (a sixt
 of what is buffered, 32 records at least; msgpack, see "the records' wire format") and
 sends them down a pipe — no second thread takes the interpreter lock from the engine in
 the middle of an event, and an event that arrives while the loop pumps waits for one
-part at most (a thread shipping on its own remains as a fallback when nobody pumps). The child runs an
-ordinary `StoreWriter` over its own connection and answers each write with its
+part at most (a thread shipping on its own remains as a fallback when nobody pumps).
+The child runs an ordinary `StoreWriter` over its own connection and answers each write with its
 figures, the plans it has written (the outbox links an entry to its decision row by
 them) and its alerts; a thread of its own keeps reading the pipe while a write waits
 on the database, so a slow store never blocks the engine's pump. The outbox itself
@@ -298,7 +298,8 @@ class ProcessStoreWriter(StoreWriter):
         return self._pump(chunk, message=chunk)
 
     def _pump(self, limit: int, message: int = SHIP_CHUNK) -> bool:
-        """Ship up to `limit` records, `message` to a message, and let go of as many written ones."""
+        """Ship up to `limit` records, `message` to a message; let go of as many written ones
+        (RELEASE_CHUNK at least)."""
         with self._ship_lock:
             if self._process is None:
                 return False  # not started yet, or given up on: records stay buffered here
