@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
 from quantdesk.clock import PacedClock, monotonic_ns
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine
@@ -28,6 +30,8 @@ class MarketVenue(Protocol):
 CycleObserver = Callable[[int, int], None]
 """Called after each instant with (decisions made, nanoseconds from the first bar to the last decision)."""
 
+log = structlog.get_logger(__name__)
+
 
 @dataclass(slots=True)
 class FeedStats:
@@ -37,6 +41,7 @@ class FeedStats:
     delivered: int
     total: int
     last_ts: int | None
+    lag_s: float  # market seconds the last instant came after its time (a replay behind its clock)
 
 
 class ReplayFeed:
@@ -57,8 +62,16 @@ class ReplayFeed:
         *,
         on_cycle: CycleObserver | None = None,
         after_ts: int | None = None,
+        behind_limit_s: float | None = None,
+        on_behind: Callable[[str], None] | None = None,
     ) -> None:
-        """`after_ts`: skip bars at or before it (a restarted node resumes where its venue stopped)."""
+        """`after_ts`: skip bars at or before it (a restarted node resumes where its venue stopped).
+
+        `behind_limit_s`: market seconds the replay may fall behind its clock before it warns
+        (logged, and `on_behind` with the message), once until it has caught up to half of that:
+        the node passes the risk gate's `max_data_age_seconds`, past which entries are refused
+        as stale, so a speed this machine cannot sustain is said, not just seen in the blocks.
+        """
         self._engine = engine
         self._venue = venue
         self._clock = clock
@@ -73,13 +86,17 @@ class ReplayFeed:
             int((s.ts > (after_ts if after_ts is not None else -1)).sum()) for s in self._series.values()
         )
         self.last_ts: int | None = None
+        self.lag_s = 0.0
+        self._behind_limit_s = behind_limit_s
+        self._on_behind = on_behind
+        self._warned = False
 
     @property
     def first_ts(self) -> int:
         return min(int(s.ts[0]) for s in self._series.values() if len(s))
 
     def stats(self) -> FeedStats:
-        return FeedStats(self.state, self.delivered, self.total, self.last_ts)
+        return FeedStats(self.state, self.delivered, self.total, self.last_ts, self.lag_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Replay every instant, sleeping until its time; return at the end or when `stop` is set."""
@@ -92,6 +109,7 @@ class ReplayFeed:
             self._clock.restart(instants[0][0])
         for ts, bars in instants:
             delay = self._clock.seconds_until(ts)
+            self._note_lag(max(0.0, -delay * self._clock.speed))
             if delay > 0:
                 await sleep_unless(stop, delay)
             else:
@@ -104,6 +122,24 @@ class ReplayFeed:
                 return
             self._deliver(ts, bars)
         self.state = "finished"
+
+    def _note_lag(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        limit = self._behind_limit_s
+        if limit is None:
+            return
+        if lag_s > limit and not self._warned:
+            self._warned = True
+            message = (
+                f"the replay is {lag_s:.1f} s of market time behind its clock at speed "
+                f"{self._clock.speed:g}: past {limit:g} s (max_data_age_seconds) entries are "
+                "refused as stale; a lower speed keeps up"
+            )
+            log.warning("replay_behind_clock", lag_s=round(lag_s, 3), limit_s=limit, speed=self._clock.speed)
+            if self._on_behind is not None:
+                self._on_behind(message)
+        elif lag_s < limit / 2:
+            self._warned = False
 
     def _count_decision(self, _record: object) -> None:
         self._decisions += 1

@@ -243,6 +243,8 @@ def build(config: NodeConfig) -> NodeParts:
         series,
         after_ts=resume_after,
         on_cycle=lambda _made, elapsed_ns: metrics.observe_tick_to_decision_ms(elapsed_ns / 1e6),
+        behind_limit_s=trading.risk.max_data_age_seconds,
+        on_behind=lambda message: alerter.callback()("replay_behind_clock", message),
     )
     publisher = None
     if config.redis_url:
@@ -312,6 +314,7 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
             "total": feed.total,
             "last_bar": None if feed.last_ts is None else _iso(feed.last_ts),
             "speed": parts.clock.speed,
+            "behind_s": round(feed.lag_s, 3),
             "data": parts.data_label,
         },
         "alerts": asdict(alerts),

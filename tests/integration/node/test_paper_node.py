@@ -119,14 +119,32 @@ def test_a_replay_behind_its_clock_still_lets_the_nodes_other_tasks_in_between_i
     assert sorted({n for n in seen if 0 < n < parts.feed.total}) == list(range(3, parts.feed.total, 3))
 
 
-class _Behind:
-    """The node's paced clock, but every instant is already due."""
+def test_a_replay_too_fast_for_the_machine_says_so_once_and_shows_how_far_behind(tmp_path: Path) -> None:
+    # Past max_data_age_seconds behind its clock, every entry is refused as stale: the node
+    # must say why (a log line and an alert, once) rather than leave the user to find the blocks.
+    parts = build(settings(tmp_path, speed=1_000_000.0))
+    parts.feed._clock = _Behind(parts.clock, seconds=0.001)  # type: ignore[assignment]
+    alerts: list[tuple[str, str]] = []
+    parts.feed._on_behind = lambda message: alerts.append(("replay_behind_clock", message))
+    parts.engine.start()
+    with capture_logs() as logs:
+        asyncio.run(asyncio.wait_for(parts.feed.run(asyncio.Event()), timeout=60))
+    parts.writer.stop()
+    warnings = [entry for entry in logs if entry["event"] == "replay_behind_clock"]
+    assert len(warnings) == 1 and warnings[0]["lag_s"] == pytest.approx(1_000.0)
+    assert len(alerts) == 1 and "1000.0 s of market time behind" in alerts[0][1] and "600 s" in alerts[0][1]
+    assert node_status(parts)["replay"]["behind_s"] == pytest.approx(1_000.0)
 
-    def __init__(self, clock: object) -> None:
+
+class _Behind:
+    """The node's paced clock, but every instant is already due (`seconds` ago, real time)."""
+
+    def __init__(self, clock: object, seconds: float = 0.0) -> None:
         self._clock = clock
+        self._seconds = seconds
 
     def seconds_until(self, ts: int) -> float:
-        return 0.0
+        return -self._seconds
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._clock, name)
