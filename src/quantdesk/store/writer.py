@@ -116,6 +116,12 @@ _ORDERS_BY_CLIENT_ID: Final = _by_key(
     *(OrderRow.__table__.c[k] for k in ("client_order_id", "id", "strategy", "decision_id", "leg"))
 )
 _FILLS_BY_EXECUTION_ID: Final = _by_key(FillRow.__table__.c.execution_id)
+# After a failed commit whose outcome is unknown (`_verify`): what of the batch is there already.
+_SIGNALS_BY_TS: Final = _by_key(
+    *(SignalRow.__table__.c[k] for k in ("ts", "strategy", "symbol", "side", "id"))
+).order_by(SignalRow.__table__.c.id)
+_DECISIONS_BY_SIGNAL: Final = _by_key(DecisionRow.__table__.c.signal_id, DecisionRow.__table__.c.id)
+_AUDIT_BY_TS: Final = _by_key(*(AuditLogRow.__table__.c[k] for k in ("ts", "actor", "action", "reason")))
 
 
 def _lookup(session: Session, statement: Select[Any], keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -822,12 +828,8 @@ class _Staged:
         if self.w._verify and signals:
             stamps = sorted({s.ts for _, s in signals})
             found: dict[tuple[Any, ...], list[int]] = {}
-            for chunk in _chunks(stamps):
-                query = select(
-                    SignalRow.id, SignalRow.ts, SignalRow.strategy, SignalRow.symbol, SignalRow.side
-                )
-                for row in session.execute(query.where(SignalRow.ts.in_(chunk)).order_by(SignalRow.id)):
-                    found.setdefault(tuple(row[1:]), []).append(row[0])
+            for ts, strategy, symbol, side, row_id in _lookup(session, _SIGNALS_BY_TS, stamps):
+                found.setdefault((ts, strategy, symbol, side), []).append(row_id)
             remaining = []
             for key, signal in signals:
                 ids = found.get((signal.ts, signal.strategy, signal.symbol, signal.side))
@@ -852,9 +854,8 @@ class _Staged:
         by_signal: dict[int, int] = {}
         if w._verify:
             signal_ids = sorted({self._signal_id(d.signal) for d, _ in decisions})
-            for chunk in _chunks(signal_ids):
-                query = select(DecisionRow.signal_id, DecisionRow.id).where(DecisionRow.signal_id.in_(chunk))
-                by_signal.update({signal_id: row_id for signal_id, row_id in session.execute(query)})
+            for signal_id, row_id in _lookup(session, _DECISIONS_BY_SIGNAL, signal_ids):
+                by_signal[signal_id] = row_id
         rows: list[dict[str, Any]] = []
         plans: list[str] = []
         for record, mode in decisions:
@@ -983,11 +984,8 @@ class _Staged:
 
     def _appends(self, session: Session, changes: list[StateChange], refused: list[SignalBlocked]) -> None:
         if self.w._verify and changes:
-            query = select(AuditLogRow.ts, AuditLogRow.actor, AuditLogRow.action, AuditLogRow.reason)
             stamps = sorted({c.ts for c in changes})
-            there: list[tuple[Any, ...]] = []
-            for chunk in _chunks(stamps):
-                there.extend(tuple(r) for r in session.execute(query.where(AuditLogRow.ts.in_(chunk))))
+            there = [tuple(row) for row in _lookup(session, _AUDIT_BY_TS, stamps)]
             remaining = []
             for change in changes:
                 key = (change.ts, change.actor, change.action, change.reason)
