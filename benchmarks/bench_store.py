@@ -149,7 +149,6 @@ def drive(
     clock_ns = time.perf_counter_ns
     start = clock_ns()
     next_pump = start + PUMP_NS
-    pumping = False
     for i, bar in enumerate(bars):
         due = start + i * pace_ns
         if pace_ns:
@@ -169,11 +168,11 @@ def drive(
             samples.append(t1 - t0)
             if arrivals is not None:
                 arrivals.append(t1 - due)
-        if writer is not None and (pumping or t1 >= next_pump):
-            # One chunk per gap between events, as the node's loop yields to its feed between chunks.
-            pumping = writer.pump()
-            if not pumping:
-                next_pump = t1 + PUMP_NS
+        if writer is not None and t1 >= next_pump:
+            # One chunk per gap between events, as the node's loop yields to its feed between
+            # chunks (and waits `pump_wait_s` while the writer process has not read its pipe).
+            more = writer.pump()
+            next_pump = t1 + (int(writer.pump_wait_s * SECOND) if more else PUMP_NS)
     return samples
 
 

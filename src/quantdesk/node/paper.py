@@ -484,7 +484,7 @@ class PaperNode:
             parts.engine.orders.resolve_unknown()
             # Records to the writer process, one chunk at a time: a feed event waiting goes in between.
             while parts.writer.pump():
-                await asyncio.sleep(0)
+                await asyncio.sleep(parts.writer.pump_wait_s)
             if monotonic_ns() >= next_check:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
                 found = parts.reconciler.reconcile()

@@ -656,6 +656,9 @@ class StoreWriter:
 
     # -- background mode ----------------------------------------------------------------------
 
+    # Seconds a caller of `pump` that returned True should let pass before the next call.
+    pump_wait_s = 0.0
+
     def pump(self) -> bool:
         """Nothing to do here (returns False: nothing left to ship): this writer's batches go from
         its own thread (see `ProcessStoreWriter.pump`, which the node calls between events)."""

@@ -7,6 +7,8 @@ of what is buffered, 32 records at least; msgpack, see "the records' wire format
 sends them down a pipe — no second thread takes the interpreter lock from the engine in
 the middle of an event, and an event that arrives while the loop pumps waits for one
 part at most (a thread shipping on its own remains as a fallback when nobody pumps).
+A pump never waits on the pipe: it ships only what the pipe has room for, and when the
+child is behind (a burst, a pause of its own) it keeps the rest and says when to call again.
 The child runs an ordinary `StoreWriter` over its own connection and answers each write with its
 figures, the plans it has written (the outbox links an entry to its decision row by
 them) and its alerts; a thread of its own keeps reading the pipe while a write waits
@@ -32,11 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import socket
+import struct
+import termios
 import threading
 import typing
 from collections import OrderedDict, deque
@@ -76,6 +82,14 @@ SHIP_CHUNK = 32
 # period buffers ~460 records: still 32 a call.
 PUMP_FRACTION = 16
 MAX_PUMP_CHUNK = 1024
+# The pipe's send buffer asked for (Linux grants up to net.core.wmem_max, 208 KiB by default).
+# A pump ships only while the bytes the child has not read yet stay under half of what was
+# granted (the kernel counts each message with its overhead): a send past the buffer would wait
+# for the child's reader, and the engine's thread with it. Measured (2026-12-04, unpaced, SQLite):
+# ~8% of sends waited 1-8 ms, and one in each 0.1 s burst ~35 ms, while the child decoded.
+SEND_BUFFER_BYTES = 4 * 1024 * 1024
+# How long the node's loop leaves a pump that found the pipe full before calling again.
+PIPE_FULL_WAIT_S = 0.0005
 # Written records let go per `pump` call, at least (as many as it ships, when that is more).
 # Dropping the records one answer covers (500-1,000 at 2,000 events/s, freeing their objects)
 # took 150-360 us on the engine's thread at once, seven times a second (measured 2026-12-04):
@@ -166,6 +180,10 @@ class ProcessStoreWriter(StoreWriter):
         self._deaths = 0  # children that died in a row without writing anything
         self._gone = ""  # why no child runs any more (given up on), or ""
         self._earlier_written = 0  # written by children that have died
+        # What the current child's pipe holds unread before a pump stops shipping (None: this
+        # system cannot tell, and sends may wait), and the last message's bytes per record.
+        self._pipe_room: int | None = None
+        self._record_bytes = 512.0
 
     # -- the child's life ---------------------------------------------------------------------
 
@@ -204,6 +222,7 @@ class ProcessStoreWriter(StoreWriter):
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        self._pipe_room = _widen_pipe(parent)
         self._ready = False
         self._done = 0
 
@@ -286,20 +305,23 @@ class ProcessStoreWriter(StoreWriter):
 
     def pump(self) -> bool:
         """Ship a part of what is buffered (PUMP_FRACTION), let go of written records and take in
-        the child's answers, without waiting; return whether there is more to do (call again:
-        the node's loop does, letting events in between calls).
+        the child's answers, without waiting; return whether there is more to do (call again
+        after `pump_wait_s`: the node's loop does, letting events in between calls). A pipe the
+        child has not read enough of takes nothing: the records wait here, `pump_wait_s` is
+        PIPE_FULL_WAIT_S.
 
         Call it from the engine's own thread between events (the node does, every 0.1 s):
         encoding there costs the engine ~1.3 us per record, where a shipper thread would
         have to take the interpreter lock from the engine in the middle of its work. The
         background thread only ships if nobody has pumped for a second."""
         self._last_pump = monotonic_ns()
+        self.pump_wait_s = 0.0
         chunk = min(MAX_PUMP_CHUNK, max(SHIP_CHUNK, -(-len(self._buffer) // PUMP_FRACTION)))
-        return self._pump(chunk, message=chunk)
+        return self._pump(chunk, message=chunk, fit=True)
 
-    def _pump(self, limit: int, message: int = SHIP_CHUNK) -> bool:
-        """Ship up to `limit` records, `message` to a message; let go of as many written ones
-        (RELEASE_CHUNK at least)."""
+    def _pump(self, limit: int, message: int = SHIP_CHUNK, *, fit: bool = False) -> bool:
+        """Ship up to `limit` records, `message` to a message (`fit`: no more than the pipe has
+        room for); let go of as many written ones (RELEASE_CHUNK at least)."""
         with self._ship_lock:
             if self._process is None:
                 return False  # not started yet, or given up on: records stay buffered here
@@ -308,6 +330,10 @@ class ProcessStoreWriter(StoreWriter):
                     # A new child still starting: its pipe would fill and block this thread.
                     self._read_acks(block=False)
                     return False
+                if fit:
+                    limit = self._room_for(min(limit, message))
+                    if limit == 0 and self._buffer:
+                        self.pump_wait_s = PIPE_FULL_WAIT_S
                 self._ship(limit, message=message)
                 self._release(max(RELEASE_CHUNK, message))
                 more = bool(self._buffer) or self._written_held > 0
@@ -358,7 +384,17 @@ class ProcessStoreWriter(StoreWriter):
             records = [popleft() for _ in range(take)]
             self._unacked.extend(records)
             self._capture.elsewhere = len(self._unacked) - self._written_held
-            self._send_bytes(_encode_records(records))
+            data = _encode_records(records)
+            self._record_bytes = len(data) / take
+            self._send_bytes(data)
+
+    def _room_for(self, records: int) -> int:
+        """How many of `records` the pipe takes now without a wait (all, where it cannot tell)."""
+        room = self._pipe_room
+        if room is None or self._conn is None:
+            return records
+        free = room - _unread(self._conn)
+        return max(0, min(records, int(free / self._record_bytes)))
 
     def _release(self, limit: int) -> None:
         """Drop up to `limit` of the records the child has written (they are no longer needed)."""
@@ -585,6 +621,26 @@ class _SignalMemory:
 
     def _known(self, signal: Signal) -> Signal | None:
         return self._seen.get(self._key(signal))
+
+
+def _widen_pipe(conn: Connection) -> int | None:
+    """Ask for a send buffer of SEND_BUFFER_BYTES on the parent's end; return the bytes a pump
+    may leave unread in it (half of what the kernel granted), or None where the unread bytes
+    cannot be read back (then sends wait when it is full, as before)."""
+    try:
+        with socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as end:
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            granted = end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        _unread(conn)
+    except (OSError, AttributeError):
+        return None
+    return int(granted) // 2
+
+
+def _unread(conn: Connection) -> int:
+    """Bytes sent down the pipe that the child has not read yet (Linux: SIOCOUTQ, with overhead)."""
+    answer = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", answer)[0])
 
 
 def _die_with_parent() -> None:

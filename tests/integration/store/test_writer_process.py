@@ -583,6 +583,43 @@ def test_pump_ships_a_backlog_a_sixteenth_at_a_time_one_message_a_call(
         assert _count(sessions, SignalRow) == buffered
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
+    db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send past the pipe's buffer would wait for the child's reader, with the engine's thread:
+    a child that pauses (stopped here) must cost the engine nothing but records kept for later."""
+    monkeypatch.setattr(writer_process, "SEND_BUFFER_BYTES", 64 * 1024)
+    with _writer(sessions, db_url) as writer:
+        writer.flush()  # the child is up
+        assert writer._process is not None and writer._pipe_room is not None
+        buffered = 3_000  # ~1.2 MB of signals: far past 64 KiB
+        for i in range(buffered):
+            writer._capture.on_signal(_signal(ts=10_000 + i))
+        os.kill(writer._process.pid, signal.SIGSTOP)
+        try:
+            calls: list[tuple[bool, float]] = []
+
+            def pump_a_while() -> None:
+                for _ in range(200):
+                    calls.append((writer.pump(), writer.pump_wait_s))
+
+            pumping = threading.Thread(target=pump_a_while, daemon=True)
+            pumping.start()
+            pumping.join(timeout=20)
+            assert not pumping.is_alive(), "a pump waited on the pipe"
+        finally:
+            os.kill(writer._process.pid, signal.SIGCONT)
+        assert all(more for more, _ in calls)
+        held_back = [wait for _, wait in calls if wait > 0]
+        assert len(held_back) > 150 and set(held_back) == {writer_process.PIPE_FULL_WAIT_S}
+        assert 0 < buffered - len(writer._buffer) < 500  # what fitted went; the rest waits here
+        while writer.pump():
+            time.sleep(writer.pump_wait_s)
+        assert writer.stop() == buffered
+        assert _count(sessions, SignalRow) == buffered
+
+
 @contextlib.contextmanager
 def _writer(sessions: sessionmaker[Session], url: str, **options: Any) -> Iterator[ProcessStoreWriter]:
     """A writer process on `url`; its child is killed at the end, whatever the test left."""
