@@ -198,6 +198,9 @@ def paper(
     calendar: Annotated[str, typer.Option(help="Exchange calendar: XNYS or XNSE.")] = "XNYS",
     var_dir: Annotated[str, typer.Option(help="Where the SQLite store, token and logs live.")] = "var",
     exit_at_end: Annotated[bool, typer.Option(help="Stop when the replay ends.")] = False,
+    skip_closed: Annotated[
+        bool, typer.Option(help="Jump over closed hours between sessions instead of sleeping through them.")
+    ] = False,
     flatten_on_stop: Annotated[bool, typer.Option(help="Flatten everything on shutdown.")] = True,
     exit_policy: Annotated[
         str,
@@ -230,6 +233,7 @@ def paper(
             calendar=calendar,
             var_dir=var_dir,  # type: ignore[arg-type]
             exit_at_end=exit_at_end,
+            skip_closed=skip_closed,
             flatten_on_stop=flatten_on_stop,
             exit_policy=exit_policy,  # type: ignore[arg-type]
         )

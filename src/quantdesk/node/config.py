@@ -42,6 +42,9 @@ class NodeConfig(BaseModel):
     calendar: str = "XNYS"
     currency: str = "USD"
     speed: float = Field(default=60.0, gt=0, le=1_000_000)
+    # Jump the clock over closed hours between sessions (a multi-day burn-in at speed 60 would
+    # otherwise sleep ~17.5 real minutes a night); off by default: the night passes as live.
+    skip_closed: bool = False
     cash: Decimal = Field(default=Decimal(100_000), gt=0)
     config_file: str | None = None
     host: str = "127.0.0.1"

@@ -7,11 +7,13 @@ import contextlib
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 
-from quantdesk.clock import PacedClock, monotonic_ns
+from quantdesk.clock import NANOS_PER_SECOND, PacedClock, monotonic_ns
+from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.data.series import BarSeries
 from quantdesk.engine import Engine
 from quantdesk.model import Bar, Tick
@@ -30,6 +32,10 @@ class MarketVenue(Protocol):
 CycleObserver = Callable[[int, int], None]
 """Called after each instant with (decisions made, nanoseconds from the first bar to the last decision)."""
 
+ClosedHours = Callable[[int, int], tuple[int, int] | None]
+"""Given the last bar's time and the next one's: (the close, when to resume) if the market closed
+in between, else None (`closed_hours_on` builds one from an exchange calendar)."""
+
 log = structlog.get_logger(__name__)
 
 
@@ -42,6 +48,7 @@ class FeedStats:
     total: int
     last_ts: int | None
     lag_s: float  # market seconds the last instant came after its time (a replay behind its clock)
+    skipped_s: float  # market seconds of closed hours the clock jumped over (skip_closed)
 
 
 class ReplayFeed:
@@ -64,6 +71,7 @@ class ReplayFeed:
         after_ts: int | None = None,
         behind_limit_s: float | None = None,
         on_behind: Callable[[str], None] | None = None,
+        skip_closed: ClosedHours | None = None,
     ) -> None:
         """`after_ts`: skip bars at or before it (a restarted node resumes where its venue stopped).
 
@@ -71,6 +79,11 @@ class ReplayFeed:
         (logged, and `on_behind` with the message), once until it has caught up to half of that:
         the node passes the risk gate's `max_data_age_seconds`, past which entries are refused
         as stale, so a speed this machine cannot sustain is said, not just seen in the blocks.
+
+        `skip_closed`: jump the clock over the market's closed hours between two sessions
+        instead of sleeping through them at the replay's speed. The clock still runs to the
+        close, so everything due before it happens as live; alarms set inside the closed hours
+        fire at the resume, in order, as on a node that was asleep.
         """
         self._engine = engine
         self._venue = venue
@@ -90,13 +103,15 @@ class ReplayFeed:
         self._behind_limit_s = behind_limit_s
         self._on_behind = on_behind
         self._warned = False
+        self._skip_closed = skip_closed
+        self.skipped_s = 0.0
 
     @property
     def first_ts(self) -> int:
         return min(int(s.ts[0]) for s in self._series.values() if len(s))
 
     def stats(self) -> FeedStats:
-        return FeedStats(self.state, self.delivered, self.total, self.last_ts, self.lag_s)
+        return FeedStats(self.state, self.delivered, self.total, self.last_ts, self.lag_s, self.skipped_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Replay every instant, sleeping until its time; return at the end or when `stop` is set."""
@@ -108,6 +123,10 @@ class ReplayFeed:
         if instants:
             self._clock.restart(instants[0][0])
         for ts, bars in instants:
+            if self._skip_closed is not None and self.last_ts is not None:
+                closed = self._skip_closed(self.last_ts, ts)
+                if closed is not None:
+                    await self._skip(stop, *closed)
             delay = self._clock.seconds_until(ts)
             self._note_lag(max(0.0, -delay * self._clock.speed))
             if delay > 0:
@@ -122,6 +141,20 @@ class ReplayFeed:
                 return
             self._deliver(ts, bars)
         self.state = "finished"
+
+    async def _skip(self, stop: asyncio.Event, close_ts: int, resume_ts: int) -> None:
+        """Run the clock to the close, fire what is due there, then restart it at `resume_ts`."""
+        delay = self._clock.seconds_until(close_ts)
+        if delay > 0:
+            await sleep_unless(stop, delay)
+        if stop.is_set():
+            return
+        self._clock.fire_due()
+        before = self._clock.now_ns()
+        self._clock.restart(resume_ts)  # never back: a replay behind its clock stays where it is
+        jumped = self._clock.now_ns() - before
+        self.skipped_s += jumped / NANOS_PER_SECOND
+        log.info("replay_skipped_closed_hours", close=iso_utc(close_ts), resume=iso_utc(resume_ts))
 
     def _note_lag(self, lag_s: float) -> None:
         self.lag_s = lag_s
@@ -165,6 +198,29 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     """Sleep `seconds`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def closed_hours_on(calendar: MarketCalendar) -> ClosedHours:
+    """The `skip_closed` of a feed on `calendar`'s sessions. Between the last bar and the next,
+    when a close or an open lies between them: from the first close after the last bar (the
+    bar itself if it came after hours) to the open before the next bar, or to that bar if it
+    comes first (pre-market). A session without bars in between is skipped with its nights."""
+
+    def closed(last_ts: int, ts: int) -> tuple[int, int] | None:
+        last_close = calendar.previous_close(ts)
+        reopen = calendar.next_open(last_ts)
+        if last_close < last_ts and reopen > ts:
+            return None  # the same session, or the same stretch of closed hours
+        close = max(last_ts, calendar.previous_close(reopen))
+        resume = min(ts, calendar.next_open(last_close))
+        return (close, resume) if resume > close else None
+
+    return closed
+
+
+def iso_utc(ts_ns: int) -> str:
+    """A clock reading as ISO 8601 UTC, for logs and /status."""
+    return datetime.fromtimestamp(ts_ns / NANOS_PER_SECOND, tz=UTC).isoformat()
 
 
 def _instants(series: Mapping[str, BarSeries]) -> Iterator[tuple[int, list[Bar]]]:

@@ -8,7 +8,6 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -34,7 +33,7 @@ from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
 from quantdesk.execution.tracker import OrderTracker
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
-from quantdesk.node.feed import ReplayFeed, sleep_unless
+from quantdesk.node.feed import ReplayFeed, closed_hours_on, iso_utc, sleep_unless
 from quantdesk.risk.config import RiskConfig, SizingConfig
 from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
@@ -245,6 +244,7 @@ def build(config: NodeConfig) -> NodeParts:
         on_cycle=lambda _made, elapsed_ns: metrics.observe_tick_to_decision_ms(elapsed_ns / 1e6),
         behind_limit_s=trading.risk.max_data_age_seconds,
         on_behind=lambda message: alerter.callback()("replay_behind_clock", message),
+        skip_closed=closed_hours_on(calendar) if config.skip_closed else None,
     )
     publisher = None
     if config.redis_url:
@@ -312,9 +312,10 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
             "state": feed.state,
             "delivered": feed.delivered,
             "total": feed.total,
-            "last_bar": None if feed.last_ts is None else _iso(feed.last_ts),
+            "last_bar": None if feed.last_ts is None else iso_utc(feed.last_ts),
             "speed": parts.clock.speed,
             "behind_s": round(feed.lag_s, 3),
+            "skipped_closed_s": round(feed.skipped_s, 3),
             "data": parts.data_label,
         },
         "alerts": asdict(alerts),
@@ -548,10 +549,6 @@ class PaperNode:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         return name
-
-
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1e9, tz=UTC).isoformat()
 
 
 class _ApiServer(uvicorn.Server):

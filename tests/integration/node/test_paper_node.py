@@ -12,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from quantdesk.clock.calendar import MarketCalendar
+from quantdesk.engine.messages import FlattenCompleted
 from quantdesk.node import NodeConfig, NodeFailed, NodeParts, PaperNode, build
-from quantdesk.node.feed import _instants
+from quantdesk.node.feed import _instants, iso_utc
 from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series, node_status
 from quantdesk.store.database import StoreUnavailable, make_engine, session_factory
 from quantdesk.store.writer_process import ProcessStoreWriter
@@ -384,3 +386,33 @@ def test_the_nodes_store_flush_period_is_the_writers(tmp_path: Path) -> None:
     assert NodeConfig(var_dir=tmp_path).store_flush_interval_s == FLUSH_INTERVAL_S
     with pytest.raises(ValidationError, match="store_flush_interval_s"):
         NodeConfig(var_dir=tmp_path, store_flush_interval_s=0)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_skip_closed_jumps_the_night_after_the_close_has_run_as_live(tmp_path: Path, skip: bool) -> None:
+    # Two sessions at speed 20,000: the night between them is 63,000 s of market time, ~3 s real.
+    flattens: list[FlattenCompleted] = []
+    node = PaperNode(
+        settings(tmp_path, days=2, skip_closed=skip),
+        on_built=lambda parts: parts.engine.bus.subscribe(FlattenCompleted, flattens.append),
+    )
+    with capture_logs() as logs:
+        run(node)
+    parts = node.parts
+    assert parts.feed.state == "finished" and parts.feed.delivered == 2 * 3 * 390
+    calendar = MarketCalendar("XNYS")
+    close, next_open = calendar.close_time("2024-01-02"), calendar.session_bounds("2024-01-03")[0]
+    skips = [entry for entry in logs if entry["event"] == "replay_skipped_closed_hours"]
+    night_s = (next_open - close) / 1e9
+    if skip:
+        assert [(s["close"], s["resume"]) for s in skips] == [(iso_utc(close), iso_utc(next_open))]
+        # The clock ran to the close before it jumped (at most the time the jump itself took).
+        assert night_s - 3_000 < parts.feed.skipped_s <= night_s
+    else:
+        assert skips == [] and parts.feed.skipped_s == 0.0
+    assert node_status(parts)["replay"]["skipped_closed_s"] == pytest.approx(parts.feed.skipped_s, abs=1e-3)
+    # Each day's end-of-day flatten ran on its own day, before its close: the jump did not skip it.
+    end_of_day = [f.ts for f in flattens if f.reason == "end of day"]
+    assert len(end_of_day) == 2
+    assert calendar.session_bounds("2024-01-02")[0] < end_of_day[0] < close
+    assert next_open < end_of_day[1] < calendar.close_time("2024-01-03")
