@@ -57,11 +57,14 @@ from quantdesk.venues.sim.persistent import PersistentExchange
 
 log = structlog.get_logger("quantdesk.node")
 
-# Protective orders still go out while the store is down (their outbox rows are buffered):
-# a dead database must never leave a position without its stop or its exit.
 # Orders held back by the rate limits within one reconciliation interval that make an alert.
 SUSTAINED_THROTTLE_WAITS = 10
+# Protective orders still go out while the store is down (their outbox rows are buffered):
+# a dead database must never leave a position without its stop or its exit.
 _SEND_WHEN_STORE_DOWN = frozenset({"STOP", "TP1", "TP2", "EXIT"})
+# The order watcher's period at most: alarms between bars, the writer's pump, reconciliation.
+WATCH_PERIOD_S = 0.1
+WATCH_PERIOD_NS = int(WATCH_PERIOD_S * 1e9)
 
 
 @dataclass
@@ -483,9 +486,7 @@ class PaperNode:
         while not self._stop.is_set():
             parts.clock.fire_due()
             parts.engine.orders.resolve_unknown()
-            # Records to the writer process, one chunk at a time: a feed event waiting goes in between.
-            while parts.writer.pump():
-                await asyncio.sleep(parts.writer.pump_wait_s)
+            more = await self._pump_writer(parts.writer)
             if monotonic_ns() >= next_check:
                 next_check = monotonic_ns() + int(self.config.reconcile_interval_s * 1e9)
                 found = parts.reconciler.reconcile()
@@ -499,7 +500,18 @@ class PaperNode:
                 waits_before = waits
                 if not found.in_sync:
                     log.warning("reconciliation", **found.to_dict())
-            await sleep_unless(self._stop, min(self.config.watch_interval_s, 0.1))
+            await sleep_unless(self._stop, 0.0 if more else min(self.config.watch_interval_s, WATCH_PERIOD_S))
+
+    async def _pump_writer(self, writer: StoreWriter) -> bool:
+        """Records to the writer process, one chunk at a time (a feed event waiting goes in
+        between), for one watch period at most: a writer that has stopped reading must not keep
+        the alarms and the reconciliation waiting. Returns whether there is more to ship."""
+        until = monotonic_ns() + WATCH_PERIOD_NS
+        while writer.pump():
+            if monotonic_ns() >= until:
+                return True
+            await asyncio.sleep(writer.pump_wait_s)
+        return False
 
     async def _shutdown(self, parts: NodeParts) -> None:
         engine = parts.engine

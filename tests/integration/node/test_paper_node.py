@@ -388,6 +388,21 @@ def test_the_nodes_store_flush_period_is_the_writers(tmp_path: Path) -> None:
         NodeConfig(var_dir=tmp_path, store_flush_interval_s=0)
 
 
+def test_a_writer_that_stops_reading_does_not_hold_up_the_watchers_reconciliation(tmp_path: Path) -> None:
+    # A writer process whose pipe stays full: every pump has more to ship and asks for a short
+    # wait. The watcher must still reconcile (and fire alarms) between rounds of pumping.
+    def pipe_always_full(parts: NodeParts) -> None:
+        parts.writer.pump = lambda: True  # type: ignore[method-assign]
+        parts.writer.pump_wait_s = 0.0005
+
+    node = PaperNode(settings(tmp_path, reconcile_interval_s=0.05), on_built=pipe_always_full)
+    run(node)
+    parts = node.parts
+    assert parts.feed.state == "finished"
+    assert node.reconciliations >= 5  # ~1.2 s of replay: one every watch period (0.1 s) at least
+    assert parts.writer.stats().buffered == 0  # the stop's flush wrote everything
+
+
 @pytest.mark.parametrize("skip", [True, False])
 def test_skip_closed_jumps_the_night_after_the_close_has_run_as_live(tmp_path: Path, skip: bool) -> None:
     # Two sessions at speed 20,000: the night between them is 63,000 s of market time, ~3 s real.
