@@ -620,6 +620,27 @@ def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
         assert _count(sessions, SignalRow) == buffered
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+def test_the_pipes_room_is_half_its_granted_buffer_and_unknown_on_what_is_not_a_socket() -> None:
+    import multiprocessing
+
+    parent, child = multiprocessing.Pipe(duplex=True)
+    reader, writer = multiprocessing.Pipe(duplex=False)  # an os.pipe: no socket buffer to read
+    try:
+        room = writer_process._widen_pipe(parent)
+        with socket.fromfd(parent.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as end:
+            assert room == end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2 > 0
+        assert writer_process._unread(parent) == 0
+        parent.send_bytes(b"x" * 10_000)
+        assert writer_process._unread(parent) >= 10_000  # counted with the kernel's overhead
+        child.recv_bytes()
+        assert writer_process._unread(parent) == 0
+        assert writer_process._widen_pipe(writer) is None  # then a pump ships as before
+    finally:
+        for conn in (parent, child, reader, writer):
+            conn.close()
+
+
 @contextlib.contextmanager
 def _writer(sessions: sessionmaker[Session], url: str, **options: Any) -> Iterator[ProcessStoreWriter]:
     """A writer process on `url`; its child is killed at the end, whatever the test left."""
