@@ -36,6 +36,7 @@ import contextlib
 import ctypes
 import fcntl
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -220,6 +221,7 @@ class ProcessStoreWriter(StoreWriter):
             daemon=True,
         )
         process.start()
+        multiprocessing.util.Finalize(None, _kill_at_exit, args=(process,), exitpriority=10)
         child.close()
         self._process, self._conn = process, parent
         self._pipe_room = _widen_pipe(parent)
@@ -643,6 +645,14 @@ def _unread(conn: Connection) -> int:
     return int(struct.unpack("i", answer)[0])
 
 
+def _kill_at_exit(process: multiprocessing.process.BaseProcess) -> None:
+    """At interpreter exit, before multiprocessing terminates its daemons with a SIGTERM (which the
+    child ignores, see `_child_main`): a writer never stopped ends as a crash would end it."""
+    if process.is_alive():
+        process.kill()
+        process.join(timeout=5.0)
+
+
 def _die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent dies (elsewhere: the pipe's EOF ends it)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -678,7 +688,10 @@ def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_si
     with contextlib.suppress(OSError):
         # Under CPU contention the engine comes first: the store's work only has to keep up.
         os.nice(_NICENESS)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node stops it in order, after the engine
+    # The node stops it in order, after the engine: Ctrl+C, and a SIGTERM sent to every process
+    # of the node at once (systemd, `timeout`, `kill -- -PGID`), are the node's to act on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     alerts: list[tuple[str, str]] = []
     try:
         db = make_engine(url)

@@ -232,6 +232,26 @@ def test_the_writer_process_dies_with_its_parent(tmp_path: Path) -> None:
     assert not _alive(child)
 
 
+def test_a_script_that_never_stops_its_writer_still_exits(tmp_path: Path) -> None:
+    # The child ignores SIGTERM (the node stops it in order), so multiprocessing's own exit
+    # handler, which terminates daemons with SIGTERM and then joins them, would wait forever.
+    script = textwrap.dedent(
+        f"""
+        from quantdesk.risk.messages import Mode
+        from quantdesk.store import make_engine, session_factory, upgrade
+        from quantdesk.store.writer_process import ProcessStoreWriter
+        url = "sqlite:///{tmp_path / "q.db"}"
+        upgrade(url)
+        writer = ProcessStoreWriter(session_factory(make_engine(url)), url, mode=Mode.PAPER, config_sha="x")
+        writer.flush()  # the child is up and answering
+        print(writer._process.pid, flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not _alive(int(done.stdout.split()[0]))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -618,6 +638,25 @@ def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
             time.sleep(writer.pump_wait_s)
         assert writer.stop() == buffered
         assert _count(sessions, SignalRow) == buffered
+
+
+def test_a_sigterm_to_the_nodes_process_group_leaves_the_writer_to_the_nodes_orderly_stop(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """systemd, `timeout` and `kill -- -PGID` signal every process of the node at once: the child
+    must leave it to the node, which flushes and then stops it, not die first and be restarted
+    (with an alert that it died) in the middle of a clean shutdown."""
+    alerts: list[str] = []
+    with _writer(sessions, db_url, on_alert=lambda kind, _message: alerts.append(kind)) as writer:
+        writer.flush()  # the child is up
+        for i in range(50):
+            writer._capture.on_signal(_signal(ts=10_000 + i))
+        assert writer._process is not None
+        os.kill(writer._process.pid, signal.SIGTERM)
+        writer._process.join(timeout=0.5)
+        assert writer._process.is_alive()
+        assert writer.stop() == 50
+    assert _count(sessions, SignalRow) == 50 and "store_writer_process_died" not in alerts
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
