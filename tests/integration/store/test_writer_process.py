@@ -208,22 +208,7 @@ def test_records_the_child_holds_count_against_max_buffer() -> None:
 
 
 def test_the_writer_process_dies_with_its_parent(tmp_path: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
-        from quantdesk.risk.messages import Mode
-        from quantdesk.store import make_engine, session_factory, upgrade
-        from quantdesk.store.writer_process import ProcessStoreWriter
-        url = "sqlite:///{tmp_path / "q.db"}"
-        upgrade(url)
-        writer = ProcessStoreWriter(session_factory(make_engine(url)), url, mode=Mode.PAPER, config_sha="x")
-        writer.start_background()
-        writer.flush()  # the child is up and answering
-        print(writer._process.pid, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = _run_writer_script(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     assert done.returncode == -signal.SIGKILL, done.stderr
     child = int(done.stdout.split()[0])
     deadline = time.monotonic() + 10
@@ -235,6 +220,13 @@ def test_the_writer_process_dies_with_its_parent(tmp_path: Path) -> None:
 def test_a_script_that_never_stops_its_writer_still_exits(tmp_path: Path) -> None:
     # The child ignores SIGTERM (the node stops it in order), so multiprocessing's own exit
     # handler, which terminates daemons with SIGTERM and then joins them, would wait forever.
+    done = _run_writer_script(tmp_path, "pass")
+    assert done.returncode == 0, done.stderr
+    assert not _alive(int(done.stdout.split()[0]))
+
+
+def _run_writer_script(tmp_path: Path, then: str) -> subprocess.CompletedProcess[str]:
+    """A Python process that starts a writer process, prints the child's pid, then runs `then`."""
     script = textwrap.dedent(
         f"""
         from quantdesk.risk.messages import Mode
@@ -243,13 +235,12 @@ def test_a_script_that_never_stops_its_writer_still_exits(tmp_path: Path) -> Non
         url = "sqlite:///{tmp_path / "q.db"}"
         upgrade(url)
         writer = ProcessStoreWriter(session_factory(make_engine(url)), url, mode=Mode.PAPER, config_sha="x")
+        writer.start_background()
         writer.flush()  # the child is up and answering
         print(writer._process.pid, flush=True)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert not _alive(int(done.stdout.split()[0]))
+    return subprocess.run([sys.executable, "-c", script + then], capture_output=True, text=True, timeout=60)
 
 
 def _alive(pid: int) -> bool:
