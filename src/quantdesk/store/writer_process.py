@@ -395,8 +395,12 @@ class ProcessStoreWriter(StoreWriter):
         room = self._pipe_room
         if room is None or self._conn is None:
             return records
-        free = room - _unread(self._conn)
-        return max(0, min(records, int(free / self._record_bytes)))
+        unread = _unread(self._conn)
+        if unread == 0:
+            # Even a message past the room goes into an empty pipe: the child reads it as it comes,
+            # and records too large for the room must not wait for ever.
+            return max(1, min(records, int(room / self._record_bytes)))
+        return max(0, min(records, int((room - unread) / self._record_bytes)))
 
     def _release(self, limit: int) -> None:
         """Drop up to `limit` of the records the child has written (they are no longer needed)."""

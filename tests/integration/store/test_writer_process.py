@@ -631,6 +631,27 @@ def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
         assert _count(sessions, SignalRow) == buffered
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+def test_records_larger_than_the_pipes_room_still_go_one_at_a_time(
+    db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A room smaller than one record must not hold the records here for ever: an empty pipe
+    takes one whatever its size."""
+    monkeypatch.setattr(writer_process, "SEND_BUFFER_BYTES", 1)  # the kernel's least, a few KB
+    with _writer(sessions, db_url) as writer:
+        writer.flush()  # the child is up
+        assert writer._pipe_room is not None and writer._pipe_room < 8_000
+        features = Signal.freeze_features({f"f{i}": float(i) for i in range(800)})  # ~12 KB a record
+        for i in range(20):
+            writer._capture.on_signal(msgspec.structs.replace(_signal(ts=10_000 + i), features=features))
+        deadline = time.monotonic() + 20
+        while writer.pump() and time.monotonic() < deadline:
+            time.sleep(writer.pump_wait_s)
+        assert not writer._buffer, "records larger than the room stayed buffered"
+        assert writer.stop() == 20
+        assert _count(sessions, SignalRow) == 20
+
+
 def test_a_sigterm_to_the_nodes_process_group_leaves_the_writer_to_the_nodes_orderly_stop(
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
