@@ -62,8 +62,9 @@ class NodeConfig(BaseModel):
     # store's work never holds the engine's interpreter lock; "thread": by a thread of this
     # process, which does, and delays the next tick's wake-up by up to the 5 ms switch interval
     # (p99 from due x3-10 of no writer, against x0.7-1.9; docs/PERFORMANCE.md, "Store"). A replay
-    # fast enough that the engine never waits for a bar is the exception: there "thread" keeps
-    # the engine's p99 within 10% (x1.01-1.09), the process, working flat out beside it, x1.16-1.28.
+    # fast enough that the engine never waits for a bar may do better with "thread": its engine
+    # p99 was x1.01-1.09 against the process's x1.16-1.28 on one machine, but x1.16-1.33 against
+    # x1.12-1.44 on another ("Evening of 2026-12-04"): measure on yours.
     store_writer: Literal["process", "thread"] = "process"
     # Seconds between the background writer's batches (write-behind; the outbox is synchronous).
     # store.writer.FLUSH_INTERVAL_S, spelled out: this module stays free of the store's imports.
