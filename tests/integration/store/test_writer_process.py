@@ -55,6 +55,9 @@ from quantdesk.store.writer_process import (
 from recovery_kit import Bracket, wave
 
 SHA = "e" * 64
+_reads_the_pipe = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)"
+)
 
 
 @pytest.fixture
@@ -594,7 +597,7 @@ def test_pump_ships_a_backlog_a_sixteenth_at_a_time_one_message_a_call(
         assert _count(sessions, SignalRow) == buffered
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+@_reads_the_pipe
 def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
     db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -631,7 +634,7 @@ def test_pump_never_waits_on_a_child_that_is_not_reading_and_loses_nothing(
         assert _count(sessions, SignalRow) == buffered
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+@_reads_the_pipe
 def test_records_larger_than_the_pipes_room_still_go_one_at_a_time(
     db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -671,7 +674,7 @@ def test_a_sigterm_to_the_nodes_process_group_leaves_the_writer_to_the_nodes_ord
     assert _count(sessions, SignalRow) == 50 and "store_writer_process_died" not in alerts
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the pipe's unread bytes (SIOCOUTQ)")
+@_reads_the_pipe
 def test_the_pipes_room_is_half_its_granted_buffer_and_unknown_on_what_is_not_a_socket() -> None:
     import multiprocessing
 
