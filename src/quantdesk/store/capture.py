@@ -1,4 +1,4 @@
-"""The store writer's part on the engine's thread: one small record per bus event, appended to a buffer.
+"""The store writer's part on the engine's thread: each bus event appended to a buffer, as it is.
 
 Compiled (see `quantdesk._compiled`): with persistence on, these handlers run inside every
 decision's tick-to-decision time, several per order. Everything else about writing (batches,
@@ -29,8 +29,49 @@ STATE: Final = 4
 REFUSED: Final = 5
 FLATTEN: Final = 6
 Record = tuple[Any, ...]
+# What the buffer holds: a Record, or the event itself for the kinds in KIND_OF (an Order: a
+# repeat sighting, with no identity to carry). The event alone is one allocation less per event
+# on the engine's thread, and none the garbage collector tracks (each is a `gc=False` Struct; a
+# tuple is tracked): with a tuple per event, the writer made young collections (3-4 ms each on
+# the bench) come 9 times in 40,000 bars against 4 without it; 6 now. `as_record` gives the
+# tuple back to whoever takes the entry.
+Entry = Any
+
+KIND_OF: Final[dict[type, int]] = {
+    Signal: SIGNAL,
+    DecisionRecord: DECISION,
+    Order: ORDER,
+    Fill: FILL,
+    StateChange: STATE,
+    SignalBlocked: REFUSED,
+    FlattenCompleted: FLATTEN,
+}
 
 _copy: Final = msgspec.structs.replace
+
+
+def as_record(entry: Entry) -> Record:
+    """The record a buffered entry stands for: (kind, event), or (ORDER, order, strategy, plan_id)."""
+    if isinstance(entry, tuple):
+        return entry
+    kind = KIND_OF[type(entry)]
+    if kind == ORDER:
+        return (ORDER, entry, None, None)
+    return (kind, entry)
+
+
+def kind_of(entry: Entry) -> int:
+    """The kind of a buffered entry, without building its record."""
+    if isinstance(entry, tuple):
+        return int(entry[0])
+    return KIND_OF[type(entry)]
+
+
+def event_of(entry: Entry) -> Any:
+    """The event a buffered entry holds (a signal, a decision, an order's copy...)."""
+    if isinstance(entry, tuple):
+        return entry[1]
+    return entry
 
 
 def plan_of_client_id(client_order_id: str) -> str:
@@ -56,7 +97,7 @@ class Capture:
     """
 
     def __init__(self, max_buffer: int, on_full: Callable[[], None]) -> None:
-        self.buffer: deque[Record] = deque()
+        self.buffer: deque[Entry] = deque()
         self.max_buffer = max_buffer
         self.elsewhere = 0
         self.overflowed = False
@@ -66,35 +107,35 @@ class Capture:
         self.orders: OrderManager | None = None
         self._on_full = on_full
 
-    def append(self, record: Record) -> None:
+    def append(self, entry: Entry) -> None:
         buffer = self.buffer
-        buffer.append(record)
+        buffer.append(entry)
         if len(buffer) + self.elsewhere >= self.max_buffer and not self.overflowed:
             self.overflowed = True
             self._on_full()
 
     def on_signal(self, signal: Signal) -> None:
-        self.append((SIGNAL, signal))
+        self.append(signal)
 
     def on_decision(self, record: DecisionRecord) -> None:
         if record.approved and record.plan_id:
             self.unwritten_plans.add(record.plan_id)
-        self.append((DECISION, record))
+        self.append(record)
 
     def on_refused(self, refused: SignalBlocked) -> None:
-        self.append((REFUSED, refused))
+        self.append(refused)
 
     def on_flatten(self, done: FlattenCompleted) -> None:
-        self.append((FLATTEN, done))
+        self.append(done)
 
     def on_state_change(self, change: StateChange) -> None:
-        self.append((STATE, change))
+        self.append(change)
 
     def on_order(self, order: Order) -> None:
         # A copy: the order mutates after this, the record must not.
         client_order_id = order.client_order_id
         if client_order_id in self.seen_orders:
-            self.append((ORDER, _copy(order), None, None))
+            self.append(_copy(order))
             return
         self.seen_orders.add(client_order_id)
         strategy, plan_id = self.identity(client_order_id)
@@ -107,7 +148,7 @@ class Capture:
             order = orders.orders.get(fill.client_order_id)
             if order is not None:
                 self.on_order(order)
-        self.append((FILL, fill))
+        self.append(fill)
 
     def identity(self, client_order_id: str) -> tuple[str, str]:
         """The strategy and plan id of an order."""

@@ -32,6 +32,9 @@ from quantdesk.store.capture import (
     STATE,
     Capture,
     Record,
+    as_record,
+    event_of,
+    kind_of,
     plan_of_client_id,
 )
 from quantdesk.store.database import KEYED_BATCH, WRITE
@@ -487,16 +490,16 @@ class StoreWriter:
         signal: Signal | None = None
         position = len(buffer)
         # From the newest: the decision was made in this cycle, its signal just before.
-        for record in reversed(buffer):
+        for entry in reversed(buffer):
             position -= 1
             if decision_at < 0:
-                if record[0] == DECISION and record[1].plan_id == plan_id:
-                    decision_at, signal = position, record[1].signal
-            elif record[0] == SIGNAL and record[1] is signal:
+                if kind_of(entry) == DECISION and event_of(entry).plan_id == plan_id:
+                    decision_at, signal = position, event_of(entry).signal
+            elif kind_of(entry) == SIGNAL and event_of(entry) is signal:
                 decision = buffer[decision_at]
                 del buffer[decision_at]
                 del buffer[position]
-                return [record, decision]
+                return [as_record(entry), as_record(decision)]
         return None
 
     # -- flushing -----------------------------------------------------------------------------
@@ -521,7 +524,7 @@ class StoreWriter:
                             break
                         budget -= take
                         popleft = self._buffer.popleft
-                        self._carry = [popleft() for _ in range(take)]
+                        self._carry = [as_record(popleft()) for _ in range(take)]
                     written += self._write_carry()
             except SQLAlchemyError as error:
                 self._failed(error)

@@ -61,7 +61,19 @@ from quantdesk.engine.messages import DecisionRecord, FlattenCompleted, SignalBl
 from quantdesk.model import Fill, Order, Signal
 from quantdesk.risk.kill_switch import StateChange
 from quantdesk.risk.messages import Mode
-from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
+from quantdesk.store.capture import (
+    DECISION,
+    FILL,
+    FLATTEN,
+    KIND_OF,
+    ORDER,
+    REFUSED,
+    SIGNAL,
+    STATE,
+    Entry,
+    Record,
+    as_record,
+)
 from quantdesk.store.database import make_engine, session_factory
 from quantdesk.store.writer import FLUSH_INTERVAL_S, StoreWriteFailed, StoreWriter, WriterStats, _one_line
 
@@ -174,7 +186,7 @@ class ProcessStoreWriter(StoreWriter):
         # Shipped to the current child and not yet written by it, oldest first: what a new
         # child gets if this one dies. `_done`: how many of its stream it has answered for.
         # The first `_written_held` of them are written, let go a few per pump (RELEASE_CHUNK).
-        self._unacked: deque[Record] = deque()
+        self._unacked: deque[Entry] = deque()
         self._written_held = 0
         self._done = 0
         self._ready = False  # the current child has answered once: it reads its pipe
@@ -521,13 +533,15 @@ class ProcessStoreWriter(StoreWriter):
 
 
 # -- the records' wire format -------------------------------------------------------------------
-# A chunk of records travels as msgpack, tagged `_RECORDS`: (their kinds as bytes, the records as
-# the capture made them). msgspec encodes the Structs several times faster than pickle does (about
-# 1.3 against 6 us a record, measured on the bench's records), and the engine's thread pays for it.
-# Each kind decodes to its own types in the child. Control messages and the child's answers are
-# rare and stay pickled, tagged `_CONTROL`.
+# A chunk of records travels as msgpack, tagged `_RECORDS`: (their kinds as bytes, the entries as
+# the capture buffered them). msgspec encodes the Structs several times faster than pickle does
+# (about 1.3 against 6 us a record, measured on the bench's records), and the engine's thread pays
+# for it. Each kind decodes to its own types in the child; a kind with `_BARE` set is an event
+# buffered as itself (see `capture.Entry`), made a record again there. Control messages and the
+# child's answers are rare and stay pickled, tagged `_CONTROL`.
 _RECORDS: Final = b"R"
 _CONTROL: Final = b"C"
+_BARE: Final = 0x80
 _RECORD_TYPES: Final[dict[int, Any]] = {
     SIGNAL: tuple[int, Signal],
     DECISION: tuple[int, DecisionRecord],
@@ -557,15 +571,27 @@ _record_decoders: Final = {
     kind: msgspec.msgpack.Decoder(record_type, dec_hook=_decode_hook)
     for kind, record_type in _RECORD_TYPES.items()
 }
+_record_decoders.update(
+    {
+        kind | _BARE: msgspec.msgpack.Decoder(event_type, dec_hook=_decode_hook)
+        for event_type, kind in KIND_OF.items()
+    }
+)
 
 
-def _encode_records(records: list[Record]) -> bytes:
-    return _RECORDS + _encoder.encode((bytes([record[0] for record in records]), records))
+def _encode_records(entries: list[Entry]) -> bytes:
+    kinds = bytes(
+        [entry[0] if isinstance(entry, tuple) else KIND_OF[type(entry)] | _BARE for entry in entries]
+    )
+    return _RECORDS + _encoder.encode((kinds, entries))
 
 
 def _decode_records(data: bytes | memoryview) -> list[Record]:
     kinds, raws = _chunk_decoder.decode(data)
-    return [_record_decoders[kind].decode(raw) for kind, raw in zip(kinds, raws, strict=True)]
+    return [
+        as_record(_record_decoders[kind].decode(raw)) if kind & _BARE else _record_decoders[kind].decode(raw)
+        for kind, raw in zip(kinds, raws, strict=True)
+    ]
 
 
 def _decode(data: bytes) -> tuple[Any, ...]:

@@ -42,7 +42,7 @@ from quantdesk.store import (
     session_factory,
     upgrade,
 )
-from quantdesk.store.capture import DECISION, ORDER, SIGNAL
+from quantdesk.store.capture import DECISION, ORDER, SIGNAL, as_record, kind_of
 from quantdesk.store.writer import (
     StoreWriteFailed,
     StoreWriter,
@@ -589,7 +589,7 @@ def test_an_entry_commits_its_signal_and_decision_with_its_row_in_one_transactio
     commits = _commits(sessions)
     writer.persist_before_send(_order("qd-P1-entry-0"), strategy="s", plan_id="P1")
     assert len(commits) == 1
-    assert len(writer._buffer) == 1 and writer._buffer[0][1].symbol == "BBB"
+    assert len(writer._buffer) == 1 and as_record(writer._buffer[0])[1].symbol == "BBB"
     with sessions() as session:
         chain = session.execute(
             select(SignalRow.stop, DecisionRow.client_plan_id)
@@ -629,7 +629,7 @@ def test_an_entry_whose_one_transaction_fails_gives_its_records_back(
 
     monkeypatch.setattr(_Staged, "write", lost)
     assert not writer._commit_with_plan(_order("qd-P5-entry-0"), "s", "P5", writer._take_plan("P5") or [])
-    assert [record[0] for record in writer._buffer] == [SIGNAL, DECISION]
+    assert [kind_of(entry) for entry in writer._buffer] == [SIGNAL, DECISION]
     monkeypatch.undo()
     writer.persist_before_send(_order("qd-P5-entry-0"), strategy="s", plan_id="P5")
     with sessions() as session:

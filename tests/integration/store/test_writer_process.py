@@ -40,7 +40,18 @@ from quantdesk.store import (
     session_factory,
     writer_process,
 )
-from quantdesk.store.capture import DECISION, FILL, FLATTEN, ORDER, REFUSED, SIGNAL, STATE, Record
+from quantdesk.store.capture import (
+    DECISION,
+    FILL,
+    FLATTEN,
+    ORDER,
+    REFUSED,
+    SIGNAL,
+    STATE,
+    Record,
+    event_of,
+    kind_of,
+)
 from quantdesk.store.writer import StoreWriteFailed
 from quantdesk.store.writer_process import (
     MAX_RESTARTS,
@@ -337,7 +348,7 @@ def test_records_a_dead_child_wrote_without_answering_are_not_written_twice(
             r.feed(wave(i))
         r.engine.end_cycle()
         sent = list(writer._buffer)
-        kinds = Counter(record[0] for record in sent)
+        kinds = Counter(kind_of(entry) for entry in sent)
         assert kinds[STATE] == 2 and kinds[SIGNAL] > 0  # not only rows looked up by their ids
         assert len(sent) > 3 * 7  # several of the new child's batches
         writer.flush()
@@ -523,6 +534,20 @@ def test_every_record_kind_crosses_to_the_child_unchanged() -> None:
     assert [tuple(_plain(v) for v in r) for r in decoded] == [tuple(_plain(v) for v in r) for r in records]
     assert [type(v) for r in decoded for v in r] == [type(v) for r in records for v in r]
     # The features stay read-only, as the engine made them.
+    assert isinstance(decoded[0][1].features, MappingProxyType)
+
+
+def test_events_buffered_as_themselves_cross_as_the_records_they_stand_for() -> None:
+    """The capture buffers most events bare (`capture.Entry`); the child gets them as records,
+    mixed with records in one chunk (an order's first sighting, an outbox row, records put back)."""
+    records = _every_kind()
+    # Bare, as the capture leaves them; the order's first sighting stays a record with its identity.
+    entries = [r if len(r) == 4 and r[2] is not None else event_of(r) for r in records]
+    assert sum(isinstance(entry, tuple) for entry in entries) == 1
+    assert [kind_of(entry) for entry in entries] == [record[0] for record in records]
+    decoded = _decode_records(memoryview(_encode_records(entries))[1:])
+    assert [tuple(_plain(v) for v in r) for r in decoded] == [tuple(_plain(v) for v in r) for r in records]
+    assert [type(v) for r in decoded for v in r] == [type(v) for r in records for v in r]
     assert isinstance(decoded[0][1].features, MappingProxyType)
 
 
