@@ -28,6 +28,10 @@
    burner's is the writer's design; what the burner loses too is the machine's answer to
    memory-heavy work beside the engine (on this 2-vCPU VM it delays the engine's wake-ups).
 
+`--engine-cpu N` runs every latency run as a node with `engine_cpu = N` does: this thread (the
+engine's) on CPU N alone, the writer process (and the control's burner) on the others. The thread
+writer's thread, started here, shares CPU N with the engine then (it shares its GIL anyway).
+
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
 in a schema of its own, dropped afterwards; skipped if the server is not there.
@@ -62,7 +66,7 @@ from quantdesk.clock import SimulatedClock
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.messages import DecisionRecord
 from quantdesk.engine.pipeline import PipelineConfig, research_risk_config
-from quantdesk.engine.runtime import tune_gc_for_trading
+from quantdesk.engine.runtime import cpus_besides, pin_this_thread, tune_gc_for_trading
 from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side, Signal
 from quantdesk.risk import Mode
 from quantdesk.store import StoreUnavailable, connect, make_engine, session_factory, upgrade
@@ -74,6 +78,8 @@ from quantdesk.venues.sim import SimulatedExchange
 SECOND = 1_000_000_000
 T0 = 1_704_205_800_000_000_000
 SYMBOLS = [f"S{i}" for i in range(10)]
+# The CPUs of the writer process and the burner with `--engine-cpu` (None: the system places them).
+HELPER_CPUS: frozenset[int] | None = None
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@localhost:5432/test"
 SHA = "bench" * 12 + "abcd"
 
@@ -318,6 +324,8 @@ class Burner:
         self._process = None
         if share > 0:
             self._process = subprocess.Popen([sys.executable, "-c", _BURNER, f"{share:.4f}"])
+            if HELPER_CPUS is not None:
+                os.sched_setaffinity(self._process.pid, HELPER_CPUS)
         time.sleep(0.2)
 
     def close(self) -> None:
@@ -342,7 +350,9 @@ def latency_run(
     if url is not None:
         db = make_engine(url)
         if kind == "process":
-            writer = ProcessStoreWriter(session_factory(db), url, mode=Mode.PAPER, config_sha=SHA)
+            writer = ProcessStoreWriter(
+                session_factory(db), url, mode=Mode.PAPER, config_sha=SHA, cpus=HELPER_CPUS
+            )
         else:
             writer = StoreWriter(session_factory(db), mode=Mode.PAPER, config_sha=SHA)
         writer.attach(engine)
@@ -464,8 +474,13 @@ def main() -> None:
     parser.add_argument("--switch-interval-us", type=float, help="sys.setswitchinterval for the run")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one back end")
+    parser.add_argument("--engine-cpu", type=int, help="the engine's CPU alone, the writer on the others")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.engine_cpu is not None:
+        global HELPER_CPUS
+        HELPER_CPUS = cpus_besides(args.engine_cpu)
+        pin_this_thread(args.engine_cpu)
     if args.switch_interval_us:
         sys.setswitchinterval(args.switch_interval_us / 1e6)
     pg_url = None if args.no_pg else os.environ.get("QUANTDESK_TEST_PG_URL", PG_DEFAULT_URL)
@@ -475,6 +490,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "switch_interval_us": sys.getswitchinterval() * 1e6,
+        "engine_cpu": args.engine_cpu,
         "results": {},
     }
     backends = Backends(pg_url)

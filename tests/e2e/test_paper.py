@@ -108,3 +108,16 @@ def test_a_paper_day_passes_the_burn_in_check(tmp_path: Path) -> None:
     )
     assert check.returncode == 0, check.stdout[-3000:]
     assert "burn-in day PASSED" in check.stdout
+
+
+def test_an_engine_cpu_the_machine_does_not_have_is_one_clear_line(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    result = subprocess.run(
+        [QUANTDESK, "paper", "--engine-cpu", "4096", "--port", "0", "--var-dir", str(var)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "engine_cpu 4096" in result.stderr and "Traceback" not in result.stderr
+    assert not (var / "quantdesk.db").exists()  # refused before the store was touched

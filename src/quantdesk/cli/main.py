@@ -206,6 +206,12 @@ def paper(
         str,
         typer.Option(help="both_resting (stop and targets rest), stop_resting (Alpaca: targets held here)."),
     ] = "both_resting",
+    engine_cpu: Annotated[
+        int | None,
+        typer.Option(
+            help="Linux: run the engine's thread on this CPU alone, the store's writer process on the others."
+        ),
+    ] = None,
 ) -> None:
     """Paper-trade: replay a session through the live path into the simulated venue, with the API.
 
@@ -236,6 +242,7 @@ def paper(
             skip_closed=skip_closed,
             flatten_on_stop=flatten_on_stop,
             exit_policy=exit_policy,  # type: ignore[arg-type]
+            engine_cpu=engine_cpu,
         )
         asyncio.run(PaperNode(settings, on_started=_announce).run())
     except QuantdeskError as error:

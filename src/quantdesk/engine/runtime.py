@@ -1,8 +1,12 @@
-"""Process settings for a trading node: garbage collection tuned so pauses stay off the hot path."""
+"""Process settings for a trading node: garbage collection tuned so pauses stay off the hot path,
+and a CPU of its own for the engine's thread."""
 
 from __future__ import annotations
 
 import gc
+import os
+
+from quantdesk.errors import ConfigError
 
 # Allocations between young collections (CPython's default is 700): see `tune_gc_for_trading`.
 YOUNG_THRESHOLD = 20_000
@@ -30,3 +34,37 @@ def tune_gc_for_trading() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+
+
+def cpus_besides(engine_cpu: int) -> frozenset[int]:
+    """The CPUs this process may use other than `engine_cpu`: where the node's helpers run (its
+    store writer process) when the engine's thread has that CPU to itself.
+
+    Raises `ConfigError` when `engine_cpu` is not one this process may run on, when no other is
+    left, or on a system without CPU affinity (Linux has it)."""
+    if not hasattr(os, "sched_getaffinity"):
+        raise ConfigError("engine_cpu: this system cannot pin threads to CPUs (Linux can)")
+    allowed = os.sched_getaffinity(0)
+    if engine_cpu not in allowed:
+        raise ConfigError(
+            f"engine_cpu {engine_cpu}: not a CPU this process may run on ({_cpu_list(allowed)})"
+        )
+    rest = frozenset(allowed - {engine_cpu})
+    if not rest:
+        raise ConfigError(
+            f"engine_cpu {engine_cpu}: it is the only CPU this process may run on; nothing would be left"
+        )
+    return rest
+
+
+def pin_this_thread(cpu: int) -> set[int]:
+    """Run the calling thread on `cpu` only (Linux); return the CPUs it could run on before, to restore.
+
+    Threads it starts from here on inherit the pin; other threads and processes keep theirs."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    return before
+
+
+def _cpu_list(cpus: set[int] | frozenset[int]) -> str:
+    return ", ".join(str(cpu) for cpu in sorted(cpus))

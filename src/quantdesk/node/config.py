@@ -66,6 +66,11 @@ class NodeConfig(BaseModel):
     # p99 was x1.01-1.09 against the process's x1.16-1.28 on one machine, but x1.16-1.33 against
     # x1.12-1.44 on another ("Evening of 2026-12-04"): measure on yours.
     store_writer: Literal["process", "thread"] = "process"
+    # A CPU for the engine's thread alone (Linux): the node's event loop runs on it, the store's
+    # writer process on the others. On a small machine the writer process beside the engine
+    # costs its tail otherwise: a tick's wake-up came late >1 ms ~3x as often (2 vCPUs, both
+    # unpinned; docs/PERFORMANCE.md, "Store"). None (the default): the system places both.
+    engine_cpu: int | None = Field(default=None, ge=0)
     # Seconds between the background writer's batches (write-behind; the outbox is synchronous).
     # store.writer.FLUSH_INTERVAL_S, spelled out: this module stays free of the store's imports.
     store_flush_interval_s: float = Field(default=1.0, gt=0)

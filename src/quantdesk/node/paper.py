@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
-from quantdesk.engine.runtime import tune_gc_for_trading
+from quantdesk.engine.runtime import cpus_besides, pin_this_thread, tune_gc_for_trading
 from quantdesk.errors import FatalError, UserError
 from quantdesk.execution.order_manager import ExitPolicy
 from quantdesk.execution.recovery import Reconciler, RecoveryReport
@@ -122,6 +123,8 @@ def build(config: NodeConfig) -> NodeParts:
     """Build and wire every part of a paper node; touches the store (migrates it) but sends nothing."""
     strategy_class = get_strategy(config.strategy)
     strategy_class.parse_params(config.params)  # a bad parameter fails before any I/O
+    # The same for a CPU the engine cannot have: the writer process needs the others.
+    helper_cpus = cpus_besides(config.engine_cpu) if config.engine_cpu is not None else None
     trading = load_config(config.config_file) if config.config_file else default_trading_config(config.cash)
     series, label = load_series(config)
 
@@ -186,7 +189,7 @@ def build(config: NodeConfig) -> NodeParts:
     }
     writer = (
         # The store's work in a process of its own, off the engine's GIL (a core to spare).
-        ProcessStoreWriter(session_factory(db), url, **writer_options)
+        ProcessStoreWriter(session_factory(db), url, cpus=helper_cpus, **writer_options)
         if config.store_writer == "process"
         else StoreWriter(session_factory(db), **writer_options)
     )
@@ -385,6 +388,8 @@ class PaperNode:
         self.api: _ApiServer | None = None
         self.reconciliations = 0
         self.api_url = ""
+        # The CPUs the event loop's thread could use before `engine_cpu` pinned it (restored at the end).
+        self._cpus_before: set[int] | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -403,6 +408,9 @@ class PaperNode:
         try:
             await self._run(handle_signals)
         finally:
+            if self._cpus_before is not None:
+                os.sched_setaffinity(0, self._cpus_before)  # an embedder's thread gets its CPUs back
+                self._cpus_before = None
             if sinks is not None:
                 sinks.close()
 
@@ -417,6 +425,14 @@ class PaperNode:
         parts.engine.start()
         tune_gc_for_trading()  # after start-up built everything: collections skip it from here on
         parts.writer.start_background(self.config.store_flush_interval_s)
+        if self.config.engine_cpu is not None:
+            # After the writer's threads started: they keep every CPU; the loop's thread takes one.
+            self._cpus_before = pin_this_thread(self.config.engine_cpu)
+            log.info(
+                "engine_pinned",
+                cpu=self.config.engine_cpu,
+                others=sorted(self._cpus_before - {self.config.engine_cpu}),
+            )
         log.info(
             "node_started",
             mode="PAPER",

@@ -140,13 +140,29 @@ class _Ack:
     alerts: tuple[tuple[str, str], ...]
 
 
+def _checked_cpus(cpus: Collection[int] | None) -> tuple[int, ...] | None:
+    """`cpus` as the child sets them, refused by name now if the machine has no such CPU (one
+    outside this process's cpuset fails the child's start, with the system's reason)."""
+    if cpus is None:
+        return None
+    wanted = tuple(sorted(set(cpus)))
+    if not wanted:
+        raise ValueError("writer process cpus: none given (None lets the system place it)")
+    count = os.cpu_count() or 1
+    unknown = [cpu for cpu in wanted if not 0 <= cpu < count]
+    if unknown:
+        raise ValueError(f"writer process cpus {unknown}: this machine's CPUs are 0-{count - 1}")
+    return wanted
+
+
 class ProcessStoreWriter(StoreWriter):
     """A `StoreWriter` whose batches a child process writes (see the module's text).
 
     `url` is the database the child connects to; `sessions` (on the same database)
-    serve the outbox in this process. Call `start_background()` once attached;
-    `flush()` ships everything and waits until the child has written it (starting the
-    child first if need be); `stop()` ends it.
+    serve the outbox in this process. `cpus`: the CPUs the child may run on (default: this
+    process's), to keep it off a CPU the engine's thread has to itself. Call
+    `start_background()` once attached; `flush()` ships everything and waits until the child
+    has written it (starting the child first if need be); `stop()` ends it.
     """
 
     def __init__(
@@ -161,6 +177,7 @@ class ProcessStoreWriter(StoreWriter):
         on_alert: Callable[[str, str], None] | None = None,
         on_overflow: Callable[[], None] | None = None,
         send_when_down: Collection[str] = (),
+        cpus: Collection[int] | None = None,
     ) -> None:
         super().__init__(
             sessions,
@@ -173,6 +190,7 @@ class ProcessStoreWriter(StoreWriter):
             send_when_down=send_when_down,
         )
         self._url = url
+        self._cpus = _checked_cpus(cpus)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._ship_lock = threading.Lock()
@@ -228,7 +246,7 @@ class ProcessStoreWriter(StoreWriter):
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         process = context.Process(
             target=_child_main,
-            args=(child, self._url, self._mode.value, self._config_sha, self._batch_size, verify),
+            args=(child, self._url, self._mode.value, self._config_sha, self._batch_size, verify, self._cpus),
             name="quantdesk-store-writer",
             daemon=True,
         )
@@ -689,6 +707,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _run_on(cpus: tuple[int, ...]) -> None:
+    """Keep every thread of this process on `cpus`: those running now (numpy's import starts
+    OpenBLAS's) and, through this one, those it starts later (the pipe reader)."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        os.sched_setaffinity(tid, cpus)
+
+
 def _read_pipe(conn: Connection, writer: StoreWriter, inbox: queue.SimpleQueue[tuple[str, int]]) -> None:
     """The child's reader thread: records into the writer's buffer, control messages to `inbox`;
     ("eof", 0) when the pipe closes, or on a message it cannot read (logged: the parent then
@@ -708,7 +737,15 @@ def _read_pipe(conn: Connection, writer: StoreWriter, inbox: queue.SimpleQueue[t
     inbox.put(("eof", 0))
 
 
-def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_size: int, verify: int) -> None:
+def _child_main(
+    conn: Connection,
+    url: str,
+    mode: str,
+    config_sha: str,
+    batch_size: int,
+    verify: int,
+    cpus: tuple[int, ...] | None = None,
+) -> None:
     """The writer process: a reader thread takes records off the pipe as they come, this thread
     writes them in batches and answers with the figures.
 
@@ -724,6 +761,8 @@ def _child_main(conn: Connection, url: str, mode: str, config_sha: str, batch_si
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     alerts: list[tuple[str, str]] = []
     try:
+        if cpus is not None:
+            _run_on(cpus)
         db = make_engine(url)
         writer = StoreWriter(
             session_factory(db),

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.messages import FlattenCompleted
+from quantdesk.errors import ConfigError
 from quantdesk.node import NodeConfig, NodeFailed, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants, iso_utc
 from quantdesk.node.paper import fill_closing_orders_at_last_price, load_series, node_status
@@ -374,6 +375,38 @@ def test_a_replay_that_fails_stops_the_node_with_a_logged_and_alerted_error(tmp_
         assert any("matching blew up" in post.get("message", "") for post in receiver.wait_for(1))
     assert node.parts is not None and node.parts.engine.state.paused
     assert any(entry["event"] == "Node stopped" for entry in logs)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity (Linux) and two CPUs this process may use",
+)
+def test_engine_cpu_gives_the_loop_one_cpu_and_the_writer_process_the_rest_until_the_node_stops(
+    tmp_path: Path,
+) -> None:
+    mine = os.sched_getaffinity(0)
+    cpu = min(mine)
+    seen: dict[str, set[int]] = {}
+
+    def started(node: PaperNode) -> None:
+        assert node.parts is not None and isinstance(node.parts.writer, ProcessStoreWriter)
+        process = node.parts.writer._process
+        assert process is not None and process.pid is not None
+        seen["loop"] = os.sched_getaffinity(0)
+        seen["writer"] = os.sched_getaffinity(process.pid)
+
+    node = PaperNode(settings(tmp_path, engine_cpu=cpu), on_started=started)
+    run(node)
+    assert seen == {"loop": {cpu}, "writer": mine - {cpu}}
+    assert os.sched_getaffinity(0) == mine  # given back to the thread that ran the node
+    assert node.parts is not None and node.parts.feed.state == "finished"
+
+
+def test_an_engine_cpu_the_node_cannot_have_stops_it_before_anything_starts(tmp_path: Path) -> None:
+    node = PaperNode(settings(tmp_path, engine_cpu=4096))
+    with pytest.raises(ConfigError, match=r"engine_cpu"):
+        run(node)
+    assert node.parts is None and not (tmp_path / "var").exists()
 
 
 def test_the_nodes_store_flush_period_is_the_writers(tmp_path: Path) -> None:

@@ -429,6 +429,46 @@ def test_a_child_restarted_while_the_store_is_down_does_not_call_it_recovered() 
             writer._process.kill()
 
 
+_two_cpus = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity (Linux) and two CPUs this process may use",
+)
+
+
+@_two_cpus
+def test_a_writer_process_given_cpus_runs_and_writes_only_there(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    mine = os.sched_getaffinity(0)
+    cpu = max(mine)  # any CPU but the one a node's engine would keep
+    r, writer, fills = _desk(sessions, db_url, [], cpus=[cpu])
+    try:
+        assert writer._process is not None and writer._process.pid is not None
+        child = writer._process.pid
+        # Every thread of the child (the writer and its pipe reader) has the one CPU.
+        threads = os.listdir(f"/proc/{child}/task")
+        assert len(threads) >= 2
+        assert {tid: os.sched_getaffinity(int(tid)) for tid in threads} == {tid: {cpu} for tid in threads}
+        assert os.sched_getaffinity(0) == mine  # this process keeps its own
+        for i in range(60):
+            r.feed(wave(i))
+        r.engine.end_cycle()
+        writer.stop()
+        assert fills and writer.buffered == 0
+        assert _count(sessions, FillRow) == len(fills)
+    finally:
+        if writer._process is not None:
+            writer._process.kill()
+
+
+def test_cpus_a_writer_process_may_not_use_are_refused_by_name_before_it_starts(tmp_path: Path) -> None:
+    sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    with pytest.raises(ValueError, match=r"writer process cpus \[4096\]: this machine's CPUs are 0-"):
+        ProcessStoreWriter(sessions, "sqlite://", mode=Mode.BACKTEST, config_sha=SHA, cpus=[4096])
+    with pytest.raises(ValueError, match=r"writer process cpus: none given"):
+        ProcessStoreWriter(sessions, "sqlite://", mode=Mode.BACKTEST, config_sha=SHA, cpus=[])
+
+
 def test_a_writer_process_that_cannot_start_fails_attach_with_its_reason(tmp_path: Path) -> None:
     sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'q.db'}"))
     writer = ProcessStoreWriter(sessions, "nosuchdb://nowhere", mode=Mode.BACKTEST, config_sha=SHA)
