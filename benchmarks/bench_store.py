@@ -31,6 +31,8 @@
 `--engine-cpu N` runs every latency run as a node with `engine_cpu = N` does: this thread (the
 engine's) on CPU N alone, the writer process (and the control's burner) on the others. The thread
 writer's thread, started here, shares CPU N with the engine then (it shares its GIL anyway).
+`--spin` (with `--engine-cpu`) paces as a node with `engine_spin` does: instead of sleeping until
+each event is due, the drive polls the clock, so the engine's thread never leaves its CPU.
 
 Back ends: a SQLite file in a temporary folder, and PostgreSQL at
 $QUANTDESK_TEST_PG_URL (default postgresql+psycopg://postgres@localhost:5432/test)
@@ -133,6 +135,7 @@ def make_bars(n: int) -> list[Bar]:
 
 
 PUMP_NS = 100_000_000  # the node's loop pumps the writer process every 0.1 s
+SPIN = False  # --spin: the paced drive polls the clock until each event is due, as engine_spin's loop does
 
 
 def drive(
@@ -158,9 +161,13 @@ def drive(
     for i, bar in enumerate(bars):
         due = start + i * pace_ns
         if pace_ns:
-            # Sleeping releases the GIL, as a live engine waiting on its feed's socket does.
+            # Sleeping releases the GIL, as a live engine waiting on its feed's socket does;
+            # spinning is `engine_spin`'s loop, which polls instead.
             wait = due - clock_ns()
-            if wait > 0:
+            if wait > 0 and SPIN:
+                while clock_ns() < due:
+                    pass
+            elif wait > 0:
                 time.sleep(wait / 1e9)
         clock.advance_to(bar.ts_event)
         venue.on_bar(bar)
@@ -475,12 +482,16 @@ def main() -> None:
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one back end")
     parser.add_argument("--engine-cpu", type=int, help="the engine's CPU alone, the writer on the others")
+    parser.add_argument("--spin", action="store_true", help="with --engine-cpu: poll until due, no sleep")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    global HELPER_CPUS, SPIN
+    if args.spin and args.engine_cpu is None:
+        parser.error("--spin needs --engine-cpu: a thread that never sleeps must have a CPU to itself")
     if args.engine_cpu is not None:
-        global HELPER_CPUS
         HELPER_CPUS = cpus_besides(args.engine_cpu)
         pin_this_thread(args.engine_cpu)
+    SPIN = args.spin
     if args.switch_interval_us:
         sys.setswitchinterval(args.switch_interval_us / 1e6)
     pg_url = None if args.no_pg else os.environ.get("QUANTDESK_TEST_PG_URL", PG_DEFAULT_URL)
@@ -491,6 +502,7 @@ def main() -> None:
         "machine": platform.machine(),
         "switch_interval_us": sys.getswitchinterval() * 1e6,
         "engine_cpu": args.engine_cpu,
+        "spin": args.spin,
         "results": {},
     }
     backends = Backends(pg_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 QUANTDESK = str(Path(sys.executable).with_name("quantdesk"))
@@ -121,3 +123,37 @@ def test_an_engine_cpu_the_machine_does_not_have_is_one_clear_line(tmp_path: Pat
     assert result.returncode != 0
     assert "engine_cpu 4096" in result.stderr and "Traceback" not in result.stderr
     assert not (var / "quantdesk.db").exists()  # refused before the store was touched
+
+
+def test_engine_spin_without_an_engine_cpu_is_one_clear_line(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    result = subprocess.run(
+        [QUANTDESK, "paper", "--engine-spin", "--port", "0", "--var-dir", str(var)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "engine_spin needs engine_cpu" in result.stderr and "Traceback" not in result.stderr
+    assert not (var / "quantdesk.db").exists()  # refused before the store was touched
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity (Linux) and two CPUs this process may use",
+)
+def test_a_paper_day_on_a_spinning_engine_runs_to_the_end_and_stops_in_order(tmp_path: Path) -> None:
+    config = tmp_path / "risk.toml"
+    config.write_text(FAST)
+    cpu = str(min(os.sched_getaffinity(0)))
+    args = ["--port", "0", "--var-dir", str(tmp_path / "var"), "--config", str(config), "--exit-at-end"]
+    day = subprocess.run(
+        [QUANTDESK, "paper", "--speed", "3000", "--engine-cpu", cpu, "--engine-spin", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert day.returncode == 0, day.stderr[-2000:]
+    assert re.search(rf"engine_pinned .*cpu={cpu}.*spinning=True", day.stderr), day.stderr[-2000:]
+    stops = [line for line in SHUTDOWN if line in day.stderr]
+    assert stops[-3:] == ["Store flushed", "Alerter stopped", "Node stopped"]

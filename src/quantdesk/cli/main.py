@@ -212,6 +212,13 @@ def paper(
             help="Linux: run the engine's thread on this CPU alone, the store's writer process on the others."
         ),
     ] = None,
+    engine_spin: Annotated[
+        bool,
+        typer.Option(
+            help="With --engine-cpu: the engine's loop polls instead of sleeping (ticks are seen "
+            "within microseconds; that CPU stays busy)."
+        ),
+    ] = False,
 ) -> None:
     """Paper-trade: replay a session through the live path into the simulated venue, with the API.
 
@@ -221,6 +228,7 @@ def paper(
     import os
 
     from quantdesk.backtest.job import parse_decimal, parse_params
+    from quantdesk.engine.runtime import spinning_event_loop
     from quantdesk.node import NodeConfig, PaperNode
 
     try:
@@ -243,8 +251,10 @@ def paper(
             flatten_on_stop=flatten_on_stop,
             exit_policy=exit_policy,  # type: ignore[arg-type]
             engine_cpu=engine_cpu,
+            engine_spin=engine_spin,
         )
-        asyncio.run(PaperNode(settings, on_started=_announce).run())
+        with asyncio.Runner(loop_factory=spinning_event_loop if engine_spin else None) as runner:
+            runner.run(PaperNode(settings, on_started=_announce).run())
     except QuantdeskError as error:
         raise _fail(error) from None
     except ValidationError as error:

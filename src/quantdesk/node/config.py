@@ -71,6 +71,10 @@ class NodeConfig(BaseModel):
     # costs its tail otherwise: a tick's wake-up came late >1 ms ~3x as often (2 vCPUs, both
     # unpinned; docs/PERFORMANCE.md, "Store"). None (the default): the system places both.
     engine_cpu: int | None = Field(default=None, ge=0)
+    # With engine_cpu: the loop polls its sockets and timers instead of sleeping in the kernel
+    # (engine.runtime.SpinningSelector), keeping that CPU busy for good. The node must run on
+    # engine.runtime.spinning_event_loop() (the command line does).
+    engine_spin: bool = False
     # Seconds between the background writer's batches (write-behind; the outbox is synchronous).
     # store.writer.FLUSH_INTERVAL_S, spelled out: this module stays free of the store's imports.
     store_flush_interval_s: float = Field(default=1.0, gt=0)

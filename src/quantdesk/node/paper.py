@@ -26,8 +26,8 @@ from quantdesk.data.series import BarSeries
 from quantdesk.data.synthetic import synthetic_intraday
 from quantdesk.engine import Engine, EngineConfig
 from quantdesk.engine.pipeline import PipelineConfig
-from quantdesk.engine.runtime import cpus_besides, pin_this_thread, tune_gc_for_trading
-from quantdesk.errors import FatalError, UserError
+from quantdesk.engine.runtime import cpus_besides, is_spinning, pin_this_thread, tune_gc_for_trading
+from quantdesk.errors import ConfigError, FatalError, UserError
 from quantdesk.execution.order_manager import ExitPolicy
 from quantdesk.execution.recovery import Reconciler, RecoveryReport
 from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
@@ -394,6 +394,21 @@ class PaperNode:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _check_spin(self) -> None:
+        """`engine_spin` needs a CPU of the engine's own and a loop that polls: refused before
+        anything is built otherwise (a loop that polls beside other threads takes their CPU)."""
+        if not self.config.engine_spin:
+            return
+        if self.config.engine_cpu is None:
+            raise ConfigError(
+                "engine_spin needs engine_cpu: a loop that never sleeps must have a CPU to itself"
+            )
+        if not is_spinning(asyncio.get_running_loop()):
+            raise ConfigError(
+                "engine_spin: this event loop sleeps; run the node with "
+                "asyncio.Runner(loop_factory=quantdesk.engine.runtime.spinning_event_loop)"
+            )
+
     def _bound_port(self) -> int:
         """The port the API got (the configured one, or the one the OS chose for port 0)."""
         for server in self.api.servers if self.api is not None else []:
@@ -415,6 +430,7 @@ class PaperNode:
                 sinks.close()
 
     async def _run(self, handle_signals: bool) -> None:
+        self._check_spin()
         parts = self.parts = build(self.config)
         if self._on_built is not None:
             self._on_built(parts)
@@ -432,6 +448,7 @@ class PaperNode:
                 "engine_pinned",
                 cpu=self.config.engine_cpu,
                 others=sorted(self._cpus_before - {self.config.engine_cpu}),
+                spinning=self.config.engine_spin,
             )
         log.info(
             "node_started",

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from quantdesk.clock.calendar import MarketCalendar
 from quantdesk.engine.messages import FlattenCompleted
+from quantdesk.engine.runtime import is_spinning, spinning_event_loop
 from quantdesk.errors import ConfigError
 from quantdesk.node import NodeConfig, NodeFailed, NodeParts, PaperNode, build
 from quantdesk.node.feed import _instants, iso_utc
@@ -406,6 +407,44 @@ def test_an_engine_cpu_the_node_cannot_have_stops_it_before_anything_starts(tmp_
     node = PaperNode(settings(tmp_path, engine_cpu=4096))
     with pytest.raises(ConfigError, match=r"engine_cpu"):
         run(node)
+    assert node.parts is None and not (tmp_path / "var").exists()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity (Linux) and two CPUs this process may use",
+)
+def test_engine_spin_runs_a_whole_session_on_a_loop_that_polls(tmp_path: Path) -> None:
+    mine = os.sched_getaffinity(0)
+    cpu = min(mine)
+    seen: dict[str, object] = {}
+
+    def started(node: PaperNode) -> None:
+        seen["spinning"] = is_spinning(asyncio.get_running_loop())
+        seen["loop"] = os.sched_getaffinity(0)
+
+    node = PaperNode(settings(tmp_path, engine_cpu=cpu, engine_spin=True), on_started=started)
+    with capture_logs() as logs, asyncio.Runner(loop_factory=spinning_event_loop) as runner:
+        runner.run(asyncio.wait_for(node.run(handle_signals=False, configure_logs=False), timeout=60))
+    assert seen == {"spinning": True, "loop": {cpu}}
+    assert os.sched_getaffinity(0) == mine
+    assert node.parts is not None and node.parts.feed.state == "finished"
+    assert node.parts.engine.signals > 0  # it traded: timers, the feed and the writer all ran
+    pinned = [entry for entry in logs if entry["event"] == "engine_pinned"]
+    assert [entry["spinning"] for entry in pinned] == [True]
+    assert logs[-1]["event"] == "Node stopped"
+
+
+@pytest.mark.parametrize(
+    ("engine_cpu", "why"),
+    [(None, r"engine_spin needs engine_cpu"), (0, r"engine_spin: this event loop sleeps")],
+)
+def test_engine_spin_without_a_cpu_of_its_own_or_a_polling_loop_stops_the_node_before_anything_starts(
+    tmp_path: Path, engine_cpu: int | None, why: str
+) -> None:
+    node = PaperNode(settings(tmp_path, engine_cpu=engine_cpu, engine_spin=True))
+    with pytest.raises(ConfigError, match=why):
+        run(node)  # on asyncio's own loop, which sleeps
     assert node.parts is None and not (tmp_path / "var").exists()
 
 
