@@ -112,29 +112,25 @@ def test_a_paper_day_passes_the_burn_in_check(tmp_path: Path) -> None:
     assert "burn-in day PASSED" in check.stdout
 
 
-def test_an_engine_cpu_the_machine_does_not_have_is_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [
+        (["--engine-cpu", "4096"], "engine_cpu 4096"),  # a CPU the machine does not have
+        (["--engine-spin"], "engine_spin needs engine_cpu"),
+    ],
+)
+def test_an_engine_placement_the_node_cannot_have_is_one_clear_line(
+    tmp_path: Path, flags: list[str], why: str
+) -> None:
     var = tmp_path / "var"
     result = subprocess.run(
-        [QUANTDESK, "paper", "--engine-cpu", "4096", "--port", "0", "--var-dir", str(var)],
+        [QUANTDESK, "paper", *flags, "--port", "0", "--var-dir", str(var)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "engine_cpu 4096" in result.stderr and "Traceback" not in result.stderr
-    assert not (var / "quantdesk.db").exists()  # refused before the store was touched
-
-
-def test_engine_spin_without_an_engine_cpu_is_one_clear_line(tmp_path: Path) -> None:
-    var = tmp_path / "var"
-    result = subprocess.run(
-        [QUANTDESK, "paper", "--engine-spin", "--port", "0", "--var-dir", str(var)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "engine_spin needs engine_cpu" in result.stderr and "Traceback" not in result.stderr
+    assert why in result.stderr and "Traceback" not in result.stderr
     assert not (var / "quantdesk.db").exists()  # refused before the store was touched
 
 
