@@ -27,6 +27,10 @@
    engine's own, with the writer against without). What the writer's runs lose beyond the
    burner's is the writer's design; what the burner loses too is the machine's answer to
    memory-heavy work beside the engine (on this 2-vCPU VM it delays the engine's wake-ups).
+5. The writer's parts (`--parts`). Each repeat also runs the engine with the **capture** alone:
+   the handlers the engine's thread runs per bus event, their records let go a chunk per pump
+   as the writer process lets go of written ones, with nothing encoded, shipped or written.
+   The process writer's cost beyond the capture's is the pump's and the child's.
 
 `--engine-cpu N` runs every latency run as a node with `engine_cpu = N` does: this thread (the
 engine's) on CPU N alone, the writer process (and the control's burner) on the others. The thread
@@ -73,7 +77,7 @@ from quantdesk.model import Bar, Instrument, Order, OrderStatus, OrderType, Side
 from quantdesk.risk import Mode
 from quantdesk.store import StoreUnavailable, connect, make_engine, session_factory, upgrade
 from quantdesk.store.writer import StoreWriter
-from quantdesk.store.writer_process import ProcessStoreWriter
+from quantdesk.store.writer_process import MAX_PUMP_CHUNK, PUMP_FRACTION, SHIP_CHUNK, ProcessStoreWriter
 from quantdesk.strategies import Strategy
 from quantdesk.venues.sim import SimulatedExchange
 
@@ -134,7 +138,25 @@ def make_bars(n: int) -> list[Bar]:
     return bars
 
 
+class CaptureOnly:
+    """`--parts`: a writer's capture on the engine, its records dropped as they would be shipped."""
+
+    pump_wait_s = 0.0
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.db = make_engine(url)
+        self.writer = StoreWriter(session_factory(self.db), mode=Mode.PAPER, config_sha=SHA)
+        self.writer.attach(engine)
+
+    def pump(self) -> bool:
+        buffer = self.writer._buffer
+        for _ in range(min(len(buffer), MAX_PUMP_CHUNK, max(SHIP_CHUNK, -(-len(buffer) // PUMP_FRACTION)))):
+            buffer.popleft()
+        return bool(buffer)
+
+
 PUMP_NS = 100_000_000  # the node's loop pumps the writer process every 0.1 s
+PARTS = False  # --parts: a run with the capture alone beside the others
 SPIN = False  # --spin: the paced drive polls the clock until each event is due, as engine_spin's loop does
 
 
@@ -144,7 +166,7 @@ def drive(
     clock: SimulatedClock,
     bars: list[Bar],
     pace_ns: int = 0,
-    writer: StoreWriter | None = None,
+    writer: StoreWriter | CaptureOnly | None = None,
     arrivals: list[int] | None = None,
 ) -> list[int]:
     """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
@@ -353,8 +375,13 @@ def latency_run(
     machine used meanwhile (everything but this process)."""
     engine, venue, clock = build()
     writer: StoreWriter | None = None
+    capture: CaptureOnly | None = None
     db = None
-    if url is not None:
+    if kind == "capture":
+        assert url is not None
+        capture = CaptureOnly(url, engine)
+        db = capture.db
+    elif url is not None:
         db = make_engine(url)
         if kind == "process":
             writer = ProcessStoreWriter(
@@ -368,7 +395,7 @@ def latency_run(
     if writer is not None:
         writer.start_background()  # the node's period (store.writer.FLUSH_INTERVAL_S)
     wall, machine, own = time.perf_counter(), _machine_cpu_s(), time.process_time()
-    samples = drive(engine, venue, clock, bars, pace_ns, writer, arrivals)
+    samples = drive(engine, venue, clock, bars, pace_ns, writer or capture, arrivals)
     if cpu is not None:
         cpu["wall_s"] = time.perf_counter() - wall
         cpu["others_s"] = _machine_cpu_s() - machine - (time.process_time() - own)
@@ -391,11 +418,11 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
     medians of separate runs (the earlier method) can differ by more than the 10% being judged."""
     pace_ns = SECOND // rate if rate else 0
     share = calibrate_share(backends, name, bars, pace_ns)
-    kinds = ("off", "thread", "process", "control")
+    kinds = ("off", "thread", "process", "control") + (("capture",) if PARTS else ())
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     due: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for i in range(repeat):
-        for kind in kinds[i % 4 :] + kinds[: i % 4]:
+        for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
             url = None if kind in ("off", "control") else backends.fresh(name)
             arrivals: list[int] | None = [] if pace_ns else None
             burner = Burner(share) if kind == "control" else None
@@ -413,7 +440,7 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
         "repeat": repeat,
         "control_cpu_share": round(share, 3),
     }
-    for kind in ("thread", "process", "control"):
+    for kind in kinds[1:]:
         result[kind] = _paired(runs[kind], off)
         if pace_ns:
             result[kind]["from_due"] = _paired(due[kind], due["off"])
@@ -440,8 +467,8 @@ def _paired(on_runs: list[dict[str, float]], off_runs: list[dict[str, float]]) -
     for key in ("p50", "p99"):
         ratios = [on[key] / without[key] for on, without in zip(on_runs, off_runs, strict=True)]
         paired[key] = {
-            "off_us": statistics.median(r[key] for r in off_runs),
-            "on_us": statistics.median(r[key] for r in on_runs),
+            "off_us": round(statistics.median(r[key] for r in off_runs), 1),
+            "on_us": round(statistics.median(r[key] for r in on_runs), 1),
             "ratio": round(statistics.median(ratios), 3),
             "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
         }
@@ -450,10 +477,12 @@ def _paired(on_runs: list[dict[str, float]], off_runs: list[dict[str, float]]) -
 
 def _line(label: str, latency: dict[str, Any]) -> str:
     lines = []
-    for kind in ("thread", "process", "control"):
+    for kind in [k for k in ("thread", "process", "control", "capture") if k in latency]:
         who = f"writer {kind}"
         if kind == "control":
             who = f"no writer, burner at {latency['control_cpu_share']:.0%} of a CPU"
+        elif kind == "capture":
+            who = "the capture alone"
         for what, figures in (("engine time", latency[kind]), ("from due", latency[kind].get("from_due"))):
             if figures is None:
                 continue
@@ -483,15 +512,17 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one back end")
     parser.add_argument("--engine-cpu", type=int, help="the engine's CPU alone, the writer on the others")
     parser.add_argument("--spin", action="store_true", help="with --engine-cpu: poll until due, no sleep")
+    parser.add_argument("--parts", action="store_true", help="also time the capture alone")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    global HELPER_CPUS, SPIN
+    global HELPER_CPUS, PARTS, SPIN
     if args.spin and args.engine_cpu is None:
         parser.error("--spin needs --engine-cpu: a thread that never sleeps must have a CPU to itself")
     if args.engine_cpu is not None:
         HELPER_CPUS = cpus_besides(args.engine_cpu)
         pin_this_thread(args.engine_cpu)
     SPIN = args.spin
+    PARTS = args.parts
     if args.switch_interval_us:
         sys.setswitchinterval(args.switch_interval_us / 1e6)
     pg_url = None if args.no_pg else os.environ.get("QUANTDESK_TEST_PG_URL", PG_DEFAULT_URL)
@@ -503,6 +534,7 @@ def main() -> None:
         "switch_interval_us": sys.getswitchinterval() * 1e6,
         "engine_cpu": args.engine_cpu,
         "spin": args.spin,
+        "parts": args.parts,
         "results": {},
     }
     backends = Backends(pg_url)
