@@ -9,13 +9,14 @@ signal -> decision -> orders -> trades. Three sessions that pass open the LIVE g
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
@@ -298,7 +299,7 @@ def report_daily(
         report = daily_report(sessions, chosen, tz)
     finally:
         engine.dispose()
-    out.print(render_terminal(report))
+    print_whole(out, render_terminal(report))
     if html_out is not None:
         written = write_report_html(html_out, report)
         out.print(f"HTML report written to {written}", highlight=False)
@@ -320,8 +321,30 @@ def burnin_check_command(
         result = burnin_check(sessions, chosen, tz)
     finally:
         engine.dispose()
-    out.print(render_burnin(result))
+    print_whole(out, render_burnin(result))
     return EXIT_PASSED if result.passed else EXIT_FAILED
+
+
+_WIDEST = 1_000  # columns: more than any table of the report needs
+
+
+def print_whole(out: Console, renderable: RenderableType) -> None:
+    """Print `renderable` on `out`; to a file or a pipe, as wide as its widest table needs.
+
+    Rich lays out for 80 columns where it finds no terminal (and no COLUMNS), which cut the
+    OCO table's headers of a report saved with `> report.txt`: a file has no width to keep to.
+    """
+    if out.is_terminal or "COLUMNS" in os.environ:
+        out.print(renderable)
+        return
+    width = out.width
+    # Measured without the console's width as a bound (it would give back 80).
+    wanted = out.measure(renderable, options=out.options.update_width(_WIDEST)).maximum
+    out.width = max(width, wanted)
+    try:
+        out.print(renderable)
+    finally:
+        out.width = width
 
 
 def _open_store(db_url: str | None) -> tuple[Engine, sessionmaker[Session]]:

@@ -3,6 +3,7 @@ flattens, trades, and its terminal and HTML renderings."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import date
 from decimal import Decimal
@@ -266,3 +267,19 @@ def test_report_command_prints_the_tables_and_writes_the_html(
     assert (report.day, report.signals, report.realized_net) == (DAY, 50, Decimal("2495.65"))
     assert out.read_text(encoding="utf-8") == render_html(report)
     assert "Daily report 2024-01-02" in console.export_text()
+
+
+def test_report_written_to_a_file_keeps_every_column_whole(
+    db_url: str, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    paper_day().save(sessions)
+    piped = io.StringIO()
+    console = Console(file=piped)  # no terminal: rich alone would lay the tables out in 80 columns
+
+    report_daily(db_url, None, TZ, None, console=console)
+
+    lines = piped.getvalue().splitlines()
+    assert max(len(line) for line in lines) > 80
+    assert not [line for line in lines if "…" in line]
+    assert console.width == 80  # the console is the caller's: left as it was
