@@ -31,6 +31,10 @@
    the handlers the engine's thread runs per bus event, their records let go a chunk per pump
    as the writer process lets go of written ones, with nothing encoded, shipped or written.
    The process writer's cost beyond the capture's is the pump's and the child's.
+6. After a pump. For the process writer (and the capture alone), each run also splits its
+   decisions by whether a pump ran on the engine's thread in the gap just before them: their
+   share, their p50 over the others' and how far they move the run's p50. Within one run, so
+   the machine's drift between runs cancels.
 
 `--engine-cpu N` runs every latency run as a node with `engine_cpu = N` does: this thread (the
 engine's) on CPU N alone, the writer process (and the control's burner) on the others. The thread
@@ -168,6 +172,7 @@ def drive(
     pace_ns: int = 0,
     writer: StoreWriter | CaptureOnly | None = None,
     arrivals: list[int] | None = None,
+    after_pump: list[bool] | None = None,
 ) -> list[int]:
     """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
     return the latency (ns) of each event that produced a decision: the engine's own time
@@ -175,8 +180,10 @@ def drive(
     were due: waking up, taking the interpreter lock and a CPU back, the events queued
     behind a late one, and the engine's time. Between events, as the node's loop does, the
     writer is pumped every 0.1 s (the process writer ships then, one chunk per gap between
-    events until it has shipped all)."""
+    events until it has shipped all). `after_pump` gets, per sample, whether a pump ran in the
+    gap just before its event."""
     samples = []
+    pumped = False
     clock_ns = time.perf_counter_ns
     start = clock_ns()
     next_pump = start + PUMP_NS
@@ -203,7 +210,11 @@ def drive(
             samples.append(t1 - t0)
             if arrivals is not None:
                 arrivals.append(t1 - due)
+            if after_pump is not None:
+                after_pump.append(pumped)
+        pumped = False
         if writer is not None and t1 >= next_pump:
+            pumped = True
             # One chunk per gap between events, as the node's loop yields to its feed between
             # chunks (and waits `pump_wait_s` while the writer process has not read its pipe).
             more = writer.pump()
@@ -370,9 +381,10 @@ def latency_run(
     kind: str = "thread",
     arrivals: list[int] | None = None,
     cpu: dict[str, float] | None = None,
+    after_pump: list[bool] | None = None,
 ) -> list[int]:
     """One run; `cpu` (if given) gets the run's wall seconds and the CPU seconds the rest of the
-    machine used meanwhile (everything but this process)."""
+    machine used meanwhile (everything but this process); `after_pump` as `drive`'s."""
     engine, venue, clock = build()
     writer: StoreWriter | None = None
     capture: CaptureOnly | None = None
@@ -395,7 +407,7 @@ def latency_run(
     if writer is not None:
         writer.start_background()  # the node's period (store.writer.FLUSH_INTERVAL_S)
     wall, machine, own = time.perf_counter(), _machine_cpu_s(), time.process_time()
-    samples = drive(engine, venue, clock, bars, pace_ns, writer or capture, arrivals)
+    samples = drive(engine, venue, clock, bars, pace_ns, writer or capture, arrivals, after_pump)
     if cpu is not None:
         cpu["wall_s"] = time.perf_counter() - wall
         cpu["others_s"] = _machine_cpu_s() - machine - (time.process_time() - own)
@@ -406,7 +418,25 @@ def latency_run(
     gc.unfreeze()
     if arrivals is not None:
         del arrivals[: len(arrivals) // 10]
+    if after_pump is not None:
+        del after_pump[: len(after_pump) // 10]
     return samples[len(samples) // 10 :]  # the first tenth warms caches
+
+
+def after_pump_split(samples: list[int], after_pump: list[bool]) -> dict[str, float]:
+    """What the pumps cost the decisions right after them, within one run (so the machine's
+    drift between runs cancels): their share, their p50 over the others' p50, and how far they
+    move the run's p50 (µs)."""
+    after = np.asarray([s for s, a in zip(samples, after_pump, strict=True) if a], dtype=np.float64)
+    others = np.asarray([s for s, a in zip(samples, after_pump, strict=True) if not a], dtype=np.float64)
+    if not len(after) or not len(others):
+        return {"share": len(after) / max(1, len(samples)), "p50_ratio": 1.0, "p50_shift_us": 0.0}
+    rest = float(np.median(others))
+    return {
+        "share": len(after) / len(samples),
+        "p50_ratio": float(np.median(after)) / rest,
+        "p50_shift_us": (float(np.median(np.asarray(samples, dtype=np.float64))) - rest) / 1_000.0,
+    }
 
 
 def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, rate: int) -> dict[str, Any]:
@@ -421,16 +451,21 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
     kinds = ("off", "thread", "process", "control") + (("capture",) if PARTS else ())
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     due: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    splits: dict[str, list[dict[str, float]]] = {kind: [] for kind in ("process", "capture")}
     for i in range(repeat):
         for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
             url = None if kind in ("off", "control") else backends.fresh(name)
             arrivals: list[int] | None = [] if pace_ns else None
             burner = Burner(share) if kind == "control" else None
+            pumped: list[bool] = []
             try:
-                runs[kind].append(percentiles_us(latency_run(url, bars, pace_ns, kind, arrivals)))
+                samples = latency_run(url, bars, pace_ns, kind, arrivals, after_pump=pumped)
             finally:
                 if burner is not None:
                     burner.close()
+            runs[kind].append(percentiles_us(samples))
+            if kind in splits:
+                splits[kind].append(after_pump_split(samples, pumped))
             if arrivals is not None:
                 due[kind].append(percentiles_us(arrivals))
     off = runs["off"]
@@ -444,6 +479,11 @@ def bench_latency(backends: Backends, name: str, bars: list[Bar], repeat: int, r
         result[kind] = _paired(runs[kind], off)
         if pace_ns:
             result[kind]["from_due"] = _paired(due[kind], due["off"])
+        if splits.get(kind):
+            result[kind]["after_pump"] = {
+                key: round(statistics.median(split[key] for split in splits[kind]), 3)
+                for key in ("share", "p50_ratio", "p50_shift_us")
+            }
     return result
 
 
@@ -493,6 +533,12 @@ def _line(label: str, latency: dict[str, Any]) -> str:
                 f"(x{p50['ratio']}, pairs {p50['ratio_range'][0]}-{p50['ratio_range'][1]}), "
                 f"p99 {p99['off_us']} -> {p99['on_us']} us "
                 f"(x{p99['ratio']}, pairs {p99['ratio_range'][0]}-{p99['ratio_range'][1]})"
+            )
+        split = latency[kind].get("after_pump")
+        if split is not None and split["share"] > 0:
+            lines.append(
+                f"    engine time of the decisions right after a pump ({split['share']:.1%}): p50 "
+                f"x{split['p50_ratio']} the others', moving the run's p50 {split['p50_shift_us']:+.2f} us"
             )
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -43,6 +44,26 @@ def test_bench_store_reports_each_writer_and_the_capture_alone_against_no_writer
     assert "from_due" in sqlite["paced"]["capture"]
     assert "from_due" not in sqlite["unpaced"]["capture"]
     assert "the capture alone" in done.stdout
+    # Paced, the node's 0.1 s pumps fall inside a 0.3 s run; unpaced, 600 bars may end before one.
+    for arm in ("process", "capture"):
+        assert 0 < sqlite["paced"][arm]["after_pump"]["share"] < 1
+        assert 0 <= sqlite["unpaced"][arm]["after_pump"]["share"] < 1
+    assert "after_pump" not in sqlite["paced"]["thread"]
+    assert "right after a pump" in done.stdout
+
+
+def test_after_pump_split_compares_the_decisions_of_one_run() -> None:
+    spec = importlib.util.spec_from_file_location("bench_store", BENCH_STORE)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    samples = [10_000, 10_000, 20_000, 20_000, 20_000]
+    split = bench.after_pump_split(samples, [False, False, True, True, False])
+
+    # After a pump: 20 us against the others' 10 us; the run's p50 (20 us) is 10 us above theirs.
+    assert split == {"share": 0.4, "p50_ratio": 2.0, "p50_shift_us": 10.0}
+    assert bench.after_pump_split([10_000], [False])["share"] == 0.0
 
 
 def test_bench_store_refuses_spinning_without_a_cpu_of_its_own() -> None:
