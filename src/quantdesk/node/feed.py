@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -195,9 +194,35 @@ class ReplayFeed:
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep `seconds`, or less if `stop` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    """Sleep `seconds`, or less if `stop` is set meanwhile.
+
+    Woken by a timer of its own: the task runs again the loop's second turn after its time.
+    `asyncio.wait_for(stop.wait(), seconds)` took six turns (its timeout, then cancelling the
+    wait), and each turn let the writer's pump ship another chunk first: a bar due while the
+    node pumped waited ~6 chunks (0.6 ms) instead of the one under way (see
+    `quantdesk.node.paper.PUMP_YIELDS`).
+    """
+    if stop.is_set():
+        return
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_later(seconds, _wake, woken)
+    watcher = loop.create_task(_wake_when_set(stop, woken))
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        watcher.cancel()
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+async def _wake_when_set(stop: asyncio.Event, woken: asyncio.Future[None]) -> None:
+    await stop.wait()
+    _wake(woken)
 
 
 def closed_hours_on(calendar: MarketCalendar) -> ClosedHours:

@@ -66,6 +66,26 @@ _SEND_WHEN_STORE_DOWN = frozenset({"STOP", "TP1", "TP2", "EXIT"})
 # The order watcher's period at most: alarms between bars, the writer's pump, reconciliation.
 WATCH_PERIOD_S = 0.1
 WATCH_PERIOD_NS = int(WATCH_PERIOD_S * 1e9)
+# Turns of the loop the writer's pump gives away between two chunks. A bar due during a chunk
+# is the feed's two turns later (`sleep_unless`'s timer, then the feed's task), and asyncio runs
+# a turn's callbacks in the order they came, the pump's first: with one turn given away, two more
+# chunks went before the bar; with three, it waits only for the chunk under way.
+PUMP_YIELDS = 3
+
+
+async def pump_writer(writer: StoreWriter) -> bool:
+    """Records to the writer process, one chunk at a time (a feed event due goes in between,
+    after the chunk under way), for one watch period at most: a writer that has stopped reading
+    must not keep the alarms and the reconciliation waiting. Returns whether there is more to ship."""
+    until = monotonic_ns() + WATCH_PERIOD_NS
+    while writer.pump():
+        if monotonic_ns() >= until:
+            return True
+        if writer.pump_wait_s:
+            await asyncio.sleep(writer.pump_wait_s)
+        for _ in range(PUMP_YIELDS):
+            await asyncio.sleep(0)
+    return False
 
 
 @dataclass
@@ -536,15 +556,7 @@ class PaperNode:
             await sleep_unless(self._stop, 0.0 if more else min(self.config.watch_interval_s, WATCH_PERIOD_S))
 
     async def _pump_writer(self, writer: StoreWriter) -> bool:
-        """Records to the writer process, one chunk at a time (a feed event waiting goes in
-        between), for one watch period at most: a writer that has stopped reading must not keep
-        the alarms and the reconciliation waiting. Returns whether there is more to ship."""
-        until = monotonic_ns() + WATCH_PERIOD_NS
-        while writer.pump():
-            if monotonic_ns() >= until:
-                return True
-            await asyncio.sleep(writer.pump_wait_s)
-        return False
+        return await pump_writer(writer)
 
     async def _shutdown(self, parts: NodeParts) -> None:
         engine = parts.engine
