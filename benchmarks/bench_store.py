@@ -179,9 +179,9 @@ def drive(
     (`on_bar` + `end_cycle`). Paced, `arrivals` gets the same events' time from when they
     were due: waking up, taking the interpreter lock and a CPU back, the events queued
     behind a late one, and the engine's time. Between events, as the node's loop does, the
-    writer is pumped every 0.1 s (the process writer ships then, one chunk per gap between
-    events until it has shipped all). `after_pump` gets, per sample, whether a pump ran in the
-    gap just before its event."""
+    writer is pumped every 0.1 s (the process writer ships then, chunk after chunk while no
+    event is due, until it has shipped all). `after_pump` gets, per sample, whether a pump ran
+    in the gap just before its event."""
     samples = []
     pumped = False
     clock_ns = time.perf_counter_ns
@@ -215,10 +215,15 @@ def drive(
         pumped = False
         if writer is not None and t1 >= next_pump:
             pumped = True
-            # One chunk per gap between events, as the node's loop yields to its feed between
-            # chunks (and waits `pump_wait_s` while the writer process has not read its pipe).
+            # Chunk after chunk until the next event is due, as the node's loop: it yields to its
+            # feed between chunks, so an event due goes first (after the chunk under way), and it
+            # waits `pump_wait_s` while the writer process has not read its pipe. Unpaced, an
+            # event is always due: one chunk per gap.
+            next_due = start + (i + 1) * pace_ns
             more = writer.pump()
-            next_pump = t1 + (int(writer.pump_wait_s * SECOND) if more else PUMP_NS)
+            while more and not writer.pump_wait_s and clock_ns() < next_due:
+                more = writer.pump()
+            next_pump = clock_ns() + (int(writer.pump_wait_s * SECOND) if more else PUMP_NS)
     return samples
 
 
