@@ -85,9 +85,10 @@ log = structlog.get_logger(__name__)
 # Records per message, and the least per `pump` call: what an event arriving during a pump may
 # wait for. Measured per call (2026-12-03, a slow stretch of this 2-vCPU machine): 64 records p50
 # ~230 us, p99 1.6-2.7 ms; 32 records p50 ~150 us, p99 0.85-0.93 ms. Fewer, larger calls would
-# slow fewer decisions (the one right after a call runs ~x1.2: 7% of them at 2,000 events/s,
-# +1.2-1.4 us on the p50 with 32 a call, +0.4-0.5 us with 128; 2026-12-05), but each event that
-# comes during a call would wait longer: the from-due tail comes first.
+# slow fewer decisions (the one right after a call runs ~x1.2; 2026-12-05, 2,000 events/s, one
+# call per gap between events: 7% of decisions and +1.2-1.4 us on the p50 with 32 a call, +0.4-0.5
+# us with 128; the node's calls back to back while no event is due: 2.2-2.7% and +0.3-0.5 us with
+# 32), but each event that comes during a call would wait longer: the from-due tail comes first.
 SHIP_CHUNK = 32
 # A pump call ships this fraction of what is buffered (1/16), at least SHIP_CHUNK records and at
 # most MAX_PUMP_CHUNK (~1-2 ms of the engine's thread). The event after a pump runs on caches the
