@@ -164,6 +164,84 @@ PARTS = False  # --parts: a run with the capture alone beside the others
 SPIN = False  # --spin: the paced drive polls the clock until each event is due, as engine_spin's loop does
 
 
+class Drive:
+    """Feeds bars to an engine as the node's loop does, and times each event that produced a
+    decision: `samples`, the engine's own time (`on_bar` + `end_cycle`, ns). Paced (one event
+    every `pace_ns` of real time, sleeping or spinning between; 0: as fast as possible),
+    `arrivals` gets the same events' time from when they were due: waking up, taking the
+    interpreter lock and a CPU back, the events queued behind a late one, and the engine's time.
+    Between events, as the node's loop does, the writer is pumped every 0.1 s (the process
+    writer ships then, chunk after chunk while no event is due, until it has shipped all).
+    `after_pump` gets, per sample, whether a pump ran in the gap just before its event.
+
+    `run` may be called again with the bars that follow (`bench_store_turns.py` feeds its blocks
+    so): they are paced from that call, and the pump's schedule carries on from where the last
+    call left it, the time between calls not counted (the drive was not running then)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        venue: SimulatedExchange,
+        clock: SimulatedClock,
+        pace_ns: int = 0,
+        writer: StoreWriter | CaptureOnly | None = None,
+    ) -> None:
+        self.engine, self.venue, self.clock = engine, venue, clock
+        self.pace_ns = pace_ns
+        self.writer = writer
+        self.samples: list[int] = []
+        self.arrivals: list[int] = []
+        self.after_pump: list[bool] = []
+        self._next_pump: int | None = None
+        self._stopped_at = 0
+        self._pumped = False
+
+    def run(self, bars: list[Bar]) -> None:
+        engine, venue, clock, writer, pace_ns = self.engine, self.venue, self.clock, self.writer, self.pace_ns
+        samples, arrivals, after_pump = self.samples, self.arrivals, self.after_pump
+        pumped = self._pumped
+        clock_ns = time.perf_counter_ns
+        start = clock_ns()
+        next_pump = start + PUMP_NS if self._next_pump is None else self._next_pump + start - self._stopped_at
+        for i, bar in enumerate(bars):
+            due = start + i * pace_ns
+            if pace_ns:
+                # Sleeping releases the GIL, as a live engine waiting on its feed's socket does;
+                # spinning is `engine_spin`'s loop, which polls instead.
+                wait = due - clock_ns()
+                if wait > 0 and SPIN:
+                    while clock_ns() < due:
+                        pass
+                elif wait > 0:
+                    time.sleep(wait / 1e9)
+            clock.advance_to(bar.ts_event)
+            venue.on_bar(bar)
+            signals = engine.signals
+            t0 = clock_ns()
+            engine.on_bar(bar)
+            engine.end_cycle()
+            t1 = clock_ns()
+            venue.on_bar_close(bar)
+            if engine.signals != signals:
+                samples.append(t1 - t0)
+                if pace_ns:
+                    arrivals.append(t1 - due)
+                after_pump.append(pumped)
+            pumped = False
+            if writer is not None and t1 >= next_pump:
+                pumped = True
+                # Chunk after chunk until the next event is due, as the node's loop: it yields to
+                # its feed between chunks, so an event due goes first (after the chunk under way),
+                # and it waits `pump_wait_s` while the writer process has not read its pipe.
+                # Unpaced, an event is always due: one chunk per gap.
+                next_due = start + (i + 1) * pace_ns
+                more = writer.pump()
+                while more and not writer.pump_wait_s and clock_ns() < next_due:
+                    more = writer.pump()
+                next_pump = clock_ns() + (int(writer.pump_wait_s * SECOND) if more else PUMP_NS)
+        self._next_pump, self._stopped_at, self._pumped = next_pump, clock_ns(), pumped
+
+
 def drive(
     engine: Engine,
     venue: SimulatedExchange,
@@ -174,57 +252,15 @@ def drive(
     arrivals: list[int] | None = None,
     after_pump: list[bool] | None = None,
 ) -> list[int]:
-    """Feed `bars` (one every `pace_ns` of real time, sleeping between; 0: as fast as possible);
-    return the latency (ns) of each event that produced a decision: the engine's own time
-    (`on_bar` + `end_cycle`). Paced, `arrivals` gets the same events' time from when they
-    were due: waking up, taking the interpreter lock and a CPU back, the events queued
-    behind a late one, and the engine's time. Between events, as the node's loop does, the
-    writer is pumped every 0.1 s (the process writer ships then, chunk after chunk while no
-    event is due, until it has shipped all). `after_pump` gets, per sample, whether a pump ran
-    in the gap just before its event."""
-    samples = []
-    pumped = False
-    clock_ns = time.perf_counter_ns
-    start = clock_ns()
-    next_pump = start + PUMP_NS
-    for i, bar in enumerate(bars):
-        due = start + i * pace_ns
-        if pace_ns:
-            # Sleeping releases the GIL, as a live engine waiting on its feed's socket does;
-            # spinning is `engine_spin`'s loop, which polls instead.
-            wait = due - clock_ns()
-            if wait > 0 and SPIN:
-                while clock_ns() < due:
-                    pass
-            elif wait > 0:
-                time.sleep(wait / 1e9)
-        clock.advance_to(bar.ts_event)
-        venue.on_bar(bar)
-        signals = engine.signals
-        t0 = clock_ns()
-        engine.on_bar(bar)
-        engine.end_cycle()
-        t1 = clock_ns()
-        venue.on_bar_close(bar)
-        if engine.signals != signals:
-            samples.append(t1 - t0)
-            if arrivals is not None:
-                arrivals.append(t1 - due)
-            if after_pump is not None:
-                after_pump.append(pumped)
-        pumped = False
-        if writer is not None and t1 >= next_pump:
-            pumped = True
-            # Chunk after chunk until the next event is due, as the node's loop: it yields to its
-            # feed between chunks, so an event due goes first (after the chunk under way), and it
-            # waits `pump_wait_s` while the writer process has not read its pipe. Unpaced, an
-            # event is always due: one chunk per gap.
-            next_due = start + (i + 1) * pace_ns
-            more = writer.pump()
-            while more and not writer.pump_wait_s and clock_ns() < next_due:
-                more = writer.pump()
-            next_pump = clock_ns() + (int(writer.pump_wait_s * SECOND) if more else PUMP_NS)
-    return samples
+    """`bars` through a `Drive` in one go: its samples, and its arrivals and after-pump flags
+    into the lists given."""
+    feed = Drive(engine, venue, clock, pace_ns, writer)
+    feed.run(bars)
+    if arrivals is not None:
+        arrivals.extend(feed.arrivals)
+    if after_pump is not None:
+        after_pump.extend(feed.after_pump)
+    return feed.samples
 
 
 def percentiles_us(values: list[int]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The store benchmark runs end to end on a small scale and reports every arm it names."""
+"""The store benchmarks run end to end on a small scale and report every arm they name."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_STORE = ROOT / "benchmarks" / "bench_store.py"
+BENCH_TURNS = ROOT / "benchmarks" / "bench_store_turns.py"
 
 
 def _bench_store(*args: str) -> subprocess.CompletedProcess[str]:
@@ -52,11 +57,16 @@ def test_bench_store_reports_each_writer_and_the_capture_alone_against_no_writer
     assert "right after a pump" in done.stdout
 
 
-def test_after_pump_split_compares_the_decisions_of_one_run() -> None:
-    spec = importlib.util.spec_from_file_location("bench_store", BENCH_STORE)
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_after_pump_split_compares_the_decisions_of_one_run() -> None:
+    bench = _load(BENCH_STORE)
 
     samples = [10_000, 10_000, 20_000, 20_000, 20_000]
     split = bench.after_pump_split(samples, [False, False, True, True, False])
@@ -70,3 +80,61 @@ def test_bench_store_refuses_spinning_without_a_cpu_of_its_own() -> None:
     done = _bench_store("--spin")
     assert done.returncode == 2
     assert "--spin needs --engine-cpu" in done.stderr
+
+
+def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_path: Path) -> None:
+    out = tmp_path / "turns.json"
+    small = ["--bars", "2000", "--block", "100", "--rate", "4000", "--parts", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(BENCH_TURNS), *small], capture_output=True, text=True, timeout=180, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    report = json.loads(out.read_text())
+    for run in ("paced", "unpaced"):
+        summary = report[run]
+        assert summary["blocks"] == 18  # 20 blocks, the first tenth left out
+        assert summary["decisions"] > 0
+        for arm in ("process", "capture"):
+            for quantile in ("p50", "p99"):
+                figures = summary[arm][quantile]
+                low, high = figures["interval"]
+                assert figures["off_us"] > 0 and figures["on_us"] > 0
+                assert 0 < low <= high
+            assert 0 <= summary[arm]["after_pump"]["share"] < 1
+    assert "from_due" in report["paced"]["process"]
+    assert "from_due" not in report["unpaced"]["process"]
+    assert "the capture alone, engine time" in done.stdout
+    assert "95% x" in done.stdout
+
+
+def test_turns_compare_gives_the_ratio_of_the_pooled_blocks_and_its_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_TURNS.parent))  # it imports bench_store, as when run
+    turns = _load(BENCH_TURNS)
+    rng = np.random.default_rng(1)
+    off = [rng.uniform(10.0, 30.0, size=50) for _ in range(30)]
+
+    same = turns.compare(off, off)
+    doubled = turns.compare([block * 2 for block in off], off)
+
+    assert same["p50"]["ratio"] == 1.0 and same["p50"]["interval"] == [1.0, 1.0]
+    # Every draw pairs each block with itself, so twice as slow is x2 in every draw.
+    assert doubled["p50"]["ratio"] == 2.0 and doubled["p99"]["interval"] == [2.0, 2.0]
+    assert doubled["p50"]["on_us"] == pytest.approx(2 * doubled["p50"]["off_us"], abs=0.2)
+
+
+def test_turns_refuse_arms_that_decided_differently(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_TURNS.parent))
+    turns = _load(BENCH_TURNS)
+    arm = {
+        "samples": list(range(1, 41)),
+        "arrivals": [],
+        "after_pump": [False] * 40,
+        "blocks": list(range(2, 42, 2)),
+    }
+    other = dict(arm, blocks=[*arm["blocks"][:-1], 41])
+
+    with pytest.raises(RuntimeError, match="the process arm decided differently"):
+        turns.summarize({"off": arm, "process": other}, paced=False)

@@ -1,0 +1,307 @@
+"""Tick-to-decision with the store on against off, by turns: engines in processes of their own
+take turns on the engine's CPU, block by block, so the machine's drift falls on all of them alike.
+
+`bench_store.py` pairs whole runs, each ~5-10 s long. On a host whose speed drifts by half or
+more within seconds (2026-12-05, an Intel Xeon under KVM: the same pure-Python loop took 261-481
+ms in twelve runs back to back), its pairs spread from x0.4 to x2.7 and a median of nine cannot
+tell x1.05 from x1.15. Here:
+
+- One worker process per arm, each with an engine of its own, built the same and fed the same
+  bars: **off** (no writer), **process** (the node's default writer, a process of its own) and,
+  with `--parts`, **capture** (its handlers alone, records let go as they would be shipped).
+- The bars are cut into blocks of `--block`. Block k goes to every worker in turn, the order
+  rotating from one block to the next; a worker waits for its turn asleep, so only one engine
+  runs at a time. A worker paces its block from when its turn began (its first event one gap
+  later), and pumps the writer as the node's loop does, every 0.1 s of its own running: the time
+  it waits for its turn is not counted (`bench_store.Drive`).
+- Each arm's decisions are pooled over its blocks (the first tenth of the blocks warms caches)
+  and compared with the off arm's: p50 and p99 of the engine's time and, paced, of the time
+  from when each event was due. Blocks are seconds apart at most, so a drift of the machine
+  reaches every arm within the same few blocks.
+- The precision of each ratio: a block bootstrap, paired (the same blocks drawn for every arm),
+  gives its 95% interval. A cell is within the target when the whole interval is below x1.10.
+
+With `--engine-cpu N` the workers run on CPU N, and the writer process, this coordinating
+process and the database (if you pin it) on the others; `--spin` as in `bench_store.py`.
+
+What turns cannot hold: while one worker has its turn, another's writer process may still be
+writing what it was given (a node's writer does that beside its engine too; tagging showed the
+child's work on the other CPU does not slow the ticks it overlaps: docs/PERFORMANCE.md, "Early
+morning of 2026-12-05"). Every turn starts with caches the other engine used: each block's first
+decisions are slower in every arm alike.
+
+    .venv/bin/python benchmarks/bench_store_turns.py --engine-cpu 0 --spin --parts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bench_store as bench
+from quantdesk.engine.runtime import cpus_besides, pin_this_thread, tune_gc_for_trading
+from quantdesk.risk import Mode
+from quantdesk.store import make_engine, session_factory
+from quantdesk.store.writer_process import ProcessStoreWriter
+
+BOOTSTRAP = 2_000
+TARGET = 1.10
+
+
+def _worker(
+    conn: Connection,
+    kind: str,
+    url: str | None,
+    n_bars: int,
+    pace_ns: int,
+    engine_cpu: int | None,
+    helpers: frozenset[int] | None,
+    spin: bool,
+) -> None:
+    """One arm: its engine, fed each block it is sent; at the end, its samples per block."""
+    if engine_cpu is not None:
+        bench.HELPER_CPUS = helpers
+        pin_this_thread(engine_cpu)
+    bench.SPIN = spin
+    bars = bench.make_bars(n_bars)
+    engine, venue, clock = bench.build()
+    writer: ProcessStoreWriter | bench.CaptureOnly | None = None
+    db = None
+    if kind == "process":
+        assert url is not None
+        db = make_engine(url)
+        writer = ProcessStoreWriter(
+            session_factory(db), url, mode=Mode.PAPER, config_sha=bench.SHA, cpus=bench.HELPER_CPUS
+        )
+        writer.attach(engine)
+    elif kind == "capture":
+        assert url is not None
+        writer = bench.CaptureOnly(url, engine)
+        db = writer.db
+    engine.start()
+    tune_gc_for_trading()
+    if isinstance(writer, ProcessStoreWriter):
+        writer.start_background()
+    feed = bench.Drive(engine, venue, clock, pace_ns, writer)
+    blocks: list[int] = []  # the sample count after each block
+    conn.send("ready")
+    while (turn := conn.recv()) is not None:
+        low, high = turn
+        feed.run(bars[low:high])
+        blocks.append(len(feed.samples))
+        conn.send("done")
+    if isinstance(writer, ProcessStoreWriter):
+        writer.stop()
+    if db is not None:
+        db.dispose()
+    conn.send(
+        {"samples": feed.samples, "arrivals": feed.arrivals, "after_pump": feed.after_pump, "blocks": blocks}
+    )
+
+
+def run_turns(
+    kinds: list[str],
+    urls: dict[str, str | None],
+    n_bars: int,
+    block: int,
+    pace_ns: int,
+    engine_cpu: int | None,
+    helpers: frozenset[int] | None,
+    spin: bool,
+) -> dict[str, dict[str, Any]]:
+    """Every arm's samples, cut per block, after all blocks went to every arm in rotating order;
+    the workers on `engine_cpu`, their writer processes on `helpers`."""
+    spawn = multiprocessing.get_context("spawn")
+    links: dict[str, Connection] = {}
+    workers = []
+    for kind in kinds:
+        here, there = spawn.Pipe()
+        process = spawn.Process(
+            target=_worker, args=(there, kind, urls.get(kind), n_bars, pace_ns, engine_cpu, helpers, spin)
+        )
+        process.start()
+        links[kind] = here
+        workers.append(process)
+    try:
+        for kind in kinds:
+            _answer(links, kind)
+        starts = list(range(0, n_bars, block))
+        for k, low in enumerate(starts):
+            order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]
+            for kind in order:
+                links[kind].send((low, min(n_bars, low + block)))
+                _answer(links, kind)
+            if k % max(1, len(starts) // 10) == 0:
+                print(f"    block {k + 1} of {len(starts)}", file=sys.stderr, flush=True)
+        results = {}
+        for kind in kinds:
+            links[kind].send(None)
+            results[kind] = _answer(links, kind)
+    finally:
+        for link in links.values():
+            link.close()  # a worker still waiting for a turn (another failed) ends on it
+        for process in workers:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    return results
+
+
+def _answer(links: dict[str, Connection], kind: str) -> Any:
+    try:
+        return links[kind].recv()
+    except EOFError:
+        raise RuntimeError(f"the {kind} worker failed (its traceback is above)") from None
+
+
+def _per_block(values: list[int], ends: list[int], skip: int) -> list[np.ndarray]:
+    """`values` cut at each block's end, the first `skip` blocks left out (µs)."""
+    array = np.asarray(values, dtype=np.float64) / 1_000.0
+    return np.split(array, ends[:-1])[skip:]
+
+
+def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[str, Any]:
+    """p50 and p99 of the pooled blocks, on against off, each ratio with its 95% interval from a
+    paired block bootstrap (the same blocks drawn for both arms)."""
+    rng = np.random.default_rng(seed)
+    quantiles = (50, 99)
+    pooled_on = np.percentile(np.concatenate(on), quantiles)
+    pooled_off = np.percentile(np.concatenate(off), quantiles)
+    ratios = np.empty((BOOTSTRAP, len(quantiles)))
+    for n, draw in enumerate(rng.integers(0, len(on), size=(BOOTSTRAP, len(on)))):
+        drawn_on = np.percentile(np.concatenate([on[i] for i in draw]), quantiles)
+        ratios[n] = drawn_on / np.percentile(np.concatenate([off[i] for i in draw]), quantiles)
+    result: dict[str, Any] = {}
+    for k, name in enumerate(("p50", "p99")):
+        low, high = np.percentile(ratios[:, k], [2.5, 97.5])
+        result[name] = {
+            "off_us": round(float(pooled_off[k]), 1),
+            "on_us": round(float(pooled_on[k]), 1),
+            "ratio": round(float(pooled_on[k] / pooled_off[k]), 3),
+            "interval": [round(float(low), 3), round(float(high), 3)],
+        }
+    return result
+
+
+def summarize(raw: dict[str, dict[str, Any]], paced: bool) -> dict[str, Any]:
+    """Each arm against off (engine time; paced, from due too), and its after-pump split."""
+    ends = raw["off"]["blocks"]
+    skip = max(1, len(ends) // 10)
+    summary: dict[str, Any] = {
+        "decisions": sum(len(b) for b in _per_block(raw["off"]["samples"], ends, skip)),
+        "blocks": len(ends) - skip,
+    }
+    for kind, figures in raw.items():
+        if figures["blocks"] != ends:
+            raise RuntimeError(f"the {kind} arm decided differently from the off arm")
+        if kind == "off":
+            continue
+        arm = compare(
+            _per_block(figures["samples"], ends, skip), _per_block(raw["off"]["samples"], ends, skip)
+        )
+        if paced:
+            arm["from_due"] = compare(
+                _per_block(figures["arrivals"], ends, skip), _per_block(raw["off"]["arrivals"], ends, skip)
+            )
+        first = ends[skip - 1]
+        arm["after_pump"] = {
+            key: round(value, 3)
+            for key, value in bench.after_pump_split(
+                figures["samples"][first:], figures["after_pump"][first:]
+            ).items()
+        }
+        summary[kind] = arm
+    return summary
+
+
+def _lines(label: str, summary: dict[str, Any]) -> list[str]:
+    lines = [f"  {label}: {summary['decisions']:,} decisions per arm in {summary['blocks']} blocks"]
+    for kind in ("process", "capture"):
+        if kind not in summary:
+            continue
+        who = "writer process" if kind == "process" else "the capture alone"
+        for what, figures in (("engine time", summary[kind]), ("from due", summary[kind].get("from_due"))):
+            if figures is None:
+                continue
+            cells = []
+            for name in ("p50", "p99"):
+                f = figures[name]
+                low, high = f["interval"]
+                verdict = "within" if high < TARGET else ("over" if low >= TARGET else "undecided")
+                cells.append(
+                    f"{name} {f['off_us']} -> {f['on_us']} us (x{f['ratio']}, 95% x{low}-{high}, {verdict})"
+                )
+            lines.append(f"    {who}, {what}: " + "; ".join(cells))
+        split = summary[kind]["after_pump"]
+        lines.append(
+            f"      decisions right after a pump: {split['share']:.1%}, p50 x{split['p50_ratio']} "
+            f"the others', moving the arm's p50 {split['p50_shift_us']:+.2f} us"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bars", type=int, default=40_000, help="bars each arm is fed")
+    parser.add_argument("--block", type=int, default=400, help="bars per turn")
+    parser.add_argument("--rate", type=int, default=2_000, help="paced run: bar events per second")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--engine-cpu", type=int, help="the workers' CPU; everything else on the others")
+    parser.add_argument("--spin", action="store_true", help="with --engine-cpu: poll until due, no sleep")
+    parser.add_argument("--parts", action="store_true", help="also the capture alone")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.spin and args.engine_cpu is None:
+        parser.error("--spin needs --engine-cpu: a thread that never sleeps must have a CPU to itself")
+    if args.block < 1 or args.bars < 20 * args.block:
+        parser.error("--bars must hold at least 20 blocks of --block bars (the first tenth warms caches)")
+    helpers = None
+    if args.engine_cpu is not None:
+        helpers = cpus_besides(args.engine_cpu)
+        os.sched_setaffinity(0, helpers)  # this process coordinates from the other CPUs
+    pg_url = (
+        os.environ.get("QUANTDESK_TEST_PG_URL", bench.PG_DEFAULT_URL) if args.only == "postgresql" else None
+    )
+    kinds = ["off", "process"] + (["capture"] if args.parts else [])
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "back_end": args.only,
+        "engine_cpu": args.engine_cpu,
+        "spin": args.spin,
+        "block": args.block,
+        "bars": args.bars,
+    }
+    backends = bench.Backends(pg_url)
+    if args.only not in backends.names:
+        backends.close()
+        sys.exit(f"{args.only}: not available")
+    try:
+        for label, rate in ((f"at {args.rate:,} events/s", args.rate), ("unpaced", 0)):
+            urls: dict[str, str | None] = {kind: backends.fresh(args.only) for kind in kinds if kind != "off"}
+            pace_ns = bench.SECOND // rate if rate else 0
+            print(f"{args.only}, {label}:", file=sys.stderr, flush=True)
+            raw = run_turns(kinds, urls, args.bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
+            summary = summarize(raw, paced=bool(rate))
+            report["paced" if rate else "unpaced"] = summary
+            print("\n".join(_lines(f"{args.only}, tick-to-decision {label}", summary)), flush=True)
+    finally:
+        backends.close()
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
