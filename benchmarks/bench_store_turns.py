@@ -253,7 +253,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bars", type=int, default=40_000, help="bars each arm is fed")
+    parser.add_argument("--bars", type=int, default=40_000, help="bars each arm is fed, paced")
+    # Unpaced, the engine makes records faster than the writer process writes them (SQLite ~30-37k
+    # a second on the hosts of 2026-12-05): past ~40,000 bars its backlog reached the buffer's
+    # bound (100,000 records), where a node pauses, and a full pipe makes the pump come back
+    # every PIPE_FULL_WAIT_S: a regime the node does not trade in.
+    parser.add_argument("--unpaced-bars", type=int, default=40_000, help="bars each arm is fed, unpaced")
     parser.add_argument("--block", type=int, default=400, help="bars per turn")
     parser.add_argument("--rate", type=int, default=2_000, help="paced run: bar events per second")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default="sqlite")
@@ -264,8 +269,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.spin and args.engine_cpu is None:
         parser.error("--spin needs --engine-cpu: a thread that never sleeps must have a CPU to itself")
-    if args.block < 1 or args.bars < 20 * args.block:
-        parser.error("--bars must hold at least 20 blocks of --block bars (the first tenth warms caches)")
+    if args.block < 1 or min(args.bars, args.unpaced_bars) < 20 * args.block:
+        parser.error(
+            "--bars and --unpaced-bars must hold at least 20 blocks of --block bars "
+            "(the first tenth warms caches)"
+        )
     helpers = None
     if args.engine_cpu is not None:
         helpers = cpus_besides(args.engine_cpu)
@@ -282,6 +290,7 @@ def main() -> None:
         "spin": args.spin,
         "block": args.block,
         "bars": args.bars,
+        "unpaced_bars": args.unpaced_bars,
     }
     backends = bench.Backends(pg_url)
     if args.only not in backends.names:
@@ -292,7 +301,8 @@ def main() -> None:
             urls: dict[str, str | None] = {kind: backends.fresh(args.only) for kind in kinds if kind != "off"}
             pace_ns = bench.SECOND // rate if rate else 0
             print(f"{args.only}, {label}:", file=sys.stderr, flush=True)
-            raw = run_turns(kinds, urls, args.bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
+            bars = args.bars if rate else args.unpaced_bars
+            raw = run_turns(kinds, urls, bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
             summary = summarize(raw, paced=bool(rate))
             report["paced" if rate else "unpaced"] = summary
             print("\n".join(_lines(f"{args.only}, tick-to-decision {label}", summary)), flush=True)

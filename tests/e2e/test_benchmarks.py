@@ -84,7 +84,19 @@ def test_bench_store_refuses_spinning_without_a_cpu_of_its_own() -> None:
 
 def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_path: Path) -> None:
     out = tmp_path / "turns.json"
-    small = ["--bars", "2000", "--block", "100", "--rate", "4000", "--parts", "--json", str(out)]
+    small = [
+        "--bars",
+        "2000",
+        "--unpaced-bars",
+        "2000",
+        "--block",
+        "100",
+        "--rate",
+        "4000",
+        "--parts",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(
         [sys.executable, str(BENCH_TURNS), *small], capture_output=True, text=True, timeout=180, cwd=ROOT
     )
