@@ -11,9 +11,9 @@ tell x1.05 from x1.15. Here:
   with `--parts`, **capture** (its handlers alone, records let go as they would be shipped).
 - The bars are cut into blocks of `--block`. Block k goes to every worker in turn, the order
   rotating from one block to the next; a worker waits for its turn asleep, so only one engine
-  runs at a time. A worker paces its block from when its turn began (its first event one gap
-  later), and pumps the writer as the node's loop does, every 0.1 s of its own running: the time
-  it waits for its turn is not counted (`bench_store.Drive`).
+  runs at a time. A worker paces its block from when its turn began (its first event due then,
+  each next one a gap later), and pumps the writer as the node's loop does, every 0.1 s of its
+  own running: the time it waits for its turn is not counted (`bench_store.Drive`).
 - Each arm's decisions are pooled over its blocks (the first tenth of the blocks warms caches)
   and compared with the off arm's: p50 and p99 of the engine's time and, paced, of the time
   from when each event was due. Blocks are seconds apart at most, so a drift of the machine
