@@ -652,9 +652,14 @@ def main() -> None:
             print(_line("unpaced", result["unpaced"]))
     finally:
         backends.close()
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_report(args.json, report)
+
+
+def write_report(path: Path | None, report: dict[str, Any]) -> None:
+    """`report` as JSON at `path` (its folder made if missing); nothing without a path."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ decisions are slower in every arm alike.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -308,9 +307,7 @@ def main() -> None:
             print("\n".join(_lines(f"{args.only}, tick-to-decision {label}", summary)), flush=True)
     finally:
         backends.close()
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    bench.write_report(args.json, report)
 
 
 if __name__ == "__main__":
