@@ -170,7 +170,8 @@ def _per_block(values: list[int], ends: list[int], skip: int) -> list[np.ndarray
 
 def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[str, Any]:
     """p50 and p99 of the pooled blocks, on against off, each ratio with its 95% interval from a
-    paired block bootstrap (the same blocks drawn for both arms)."""
+    paired block bootstrap (the same blocks drawn for both arms) and its verdict against the
+    target: within (the whole interval below it), over (all of it at or above), or undecided."""
     rng = np.random.default_rng(seed)
     quantiles = (50, 99)
     pooled_on = np.percentile(np.concatenate(on), quantiles)
@@ -187,6 +188,7 @@ def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[
             "on_us": round(float(pooled_on[k]), 1),
             "ratio": round(float(pooled_on[k] / pooled_off[k]), 3),
             "interval": [round(float(low), 3), round(float(high), 3)],
+            "verdict": "within" if high < TARGET else ("over" if low >= TARGET else "undecided"),
         }
     return result
 
@@ -235,10 +237,8 @@ def _lines(label: str, summary: dict[str, Any]) -> list[str]:
             for name in ("p50", "p99"):
                 f = figures[name]
                 low, high = f["interval"]
-                verdict = "within" if high < TARGET else ("over" if low >= TARGET else "undecided")
-                cells.append(
-                    f"{name} {f['off_us']} -> {f['on_us']} us (x{f['ratio']}, 95% x{low}-{high}, {verdict})"
-                )
+                interval = f"95% x{low}-{high}, {f['verdict']}"
+                cells.append(f"{name} {f['off_us']} -> {f['on_us']} us (x{f['ratio']}, {interval})")
             lines.append(f"    {who}, {what}: " + "; ".join(cells))
         split = summary[kind]["after_pump"]
         lines.append(
@@ -254,9 +254,9 @@ def main() -> None:
     )
     parser.add_argument("--bars", type=int, default=40_000, help="bars each arm is fed, paced")
     # Unpaced, the engine makes records faster than the writer process writes them (SQLite ~30-37k
-    # a second on the hosts of 2026-12-05): past ~40,000 bars its backlog reached the buffer's
+    # a second on the hosts of 2026-12-05): with 120,000 bars its backlog reached the buffer's
     # bound (100,000 records), where a node pauses, and a full pipe makes the pump come back
-    # every PIPE_FULL_WAIT_S: a regime the node does not trade in.
+    # every PIPE_FULL_WAIT_S, a regime the node does not trade in; with 40,000 it did not.
     parser.add_argument("--unpaced-bars", type=int, default=40_000, help="bars each arm is fed, unpaced")
     parser.add_argument("--block", type=int, default=400, help="bars per turn")
     parser.add_argument("--rate", type=int, default=2_000, help="paced run: bar events per second")

@@ -113,6 +113,7 @@ def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_pa
                 low, high = figures["interval"]
                 assert figures["off_us"] > 0 and figures["on_us"] > 0
                 assert 0 < low <= high
+                assert figures["verdict"] in ("within", "over", "undecided")
             assert 0 <= summary[arm]["after_pump"]["share"] < 1
     assert "from_due" in report["paced"]["process"]
     assert "from_due" not in report["unpaced"]["process"]
@@ -132,6 +133,7 @@ def test_turns_compare_gives_the_ratio_of_the_pooled_blocks_and_its_interval(
     doubled = turns.compare([block * 2 for block in off], off)
 
     assert same["p50"]["ratio"] == 1.0 and same["p50"]["interval"] == [1.0, 1.0]
+    assert same["p50"]["verdict"] == "within" and doubled["p99"]["verdict"] == "over"
     # Every draw pairs each block with itself, so twice as slow is x2 in every draw.
     assert doubled["p50"]["ratio"] == 2.0 and doubled["p99"]["interval"] == [2.0, 2.0]
     assert doubled["p50"]["on_us"] == pytest.approx(2 * doubled["p50"]["off_us"], abs=0.2)
