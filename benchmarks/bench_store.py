@@ -153,9 +153,9 @@ class CaptureOnly:
         self.writer.attach(engine)
 
     def pump(self) -> bool:
-        buffer = self.writer._buffer
-        for _ in range(min(len(buffer), MAX_PUMP_CHUNK, max(SHIP_CHUNK, -(-len(buffer) // PUMP_FRACTION)))):
-            buffer.popleft()
+        capture = self.writer._capture
+        buffer = capture.buffer
+        capture.drain(min(MAX_PUMP_CHUNK, max(SHIP_CHUNK, -(-len(buffer) // PUMP_FRACTION))))
         return bool(buffer)
 
 

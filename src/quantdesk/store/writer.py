@@ -329,7 +329,6 @@ class StoreWriter:
         # What the engine's thread does (compiled); the writer reads its buffer and sets.
         self._capture = Capture(max_buffer, self._overflow)
         self._buffer = self._capture.buffer
-        self._seen_orders = self._capture.seen_orders
         self._multipliers: dict[str, Decimal] = {}
         # Below: owned by the flushing thread (under _flush_lock), except that the outbox
         # adds to _order_rows and reads _plan_rows (single dict operations).
@@ -433,7 +432,6 @@ class StoreWriter:
                 return
         if order.tag in self._send_when_down:
             pending = msgspec.structs.replace(order, status=OrderStatus.PENDING_SUBMIT)
-            self._seen_orders.add(order.client_order_id)
             self._capture.append((ORDER, pending, strategy, plan_id))
             log.warning(
                 "outbox_buffered", client_order_id=order.client_order_id, plan_id=plan_id, reason=reason
@@ -523,8 +521,7 @@ class StoreWriter:
                         if take == 0:
                             break
                         budget -= take
-                        popleft = self._buffer.popleft
-                        self._carry = [as_record(popleft()) for _ in range(take)]
+                        self._carry = [as_record(entry) for entry in self._capture.drain(take)]
                     written += self._write_carry()
             except SQLAlchemyError as error:
                 self._failed(error)

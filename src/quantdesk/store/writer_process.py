@@ -416,12 +416,11 @@ class ProcessStoreWriter(StoreWriter):
         while buffer and limit > 0:
             take = min(message, len(buffer), limit)
             limit -= take
-            popleft = buffer.popleft
-            records = [popleft() for _ in range(take)]
+            records = self._capture.drain(take)
             self._unacked.extend(records)
             self._capture.elsewhere = len(self._unacked) - self._written_held
             data = _encode_records(records)
-            self._record_bytes = len(data) / take
+            self._record_bytes = len(data) / len(records)
             self._send_bytes(data)
 
     def _room_for(self, records: int) -> int:
