@@ -8,7 +8,9 @@ tell x1.05 from x1.15. Here:
 
 - One worker process per arm, each with an engine of its own, built the same and fed the same
   bars: **off** (no writer), **process** (the node's default writer, a process of its own) and,
-  with `--parts`, **capture** (its handlers alone, records let go as they would be shipped).
+  with `--parts`, **capture** (its handlers alone, records drained as they would be shipped)
+  and, with `--twin`, **twin** (a second engine without a writer: what two processes doing the
+  same work differ by, the spread the writer's ratios are to be read against).
 - The bars are cut into blocks of `--block`. Block k goes to every worker in turn, the order
   rotating from one block to the next; a worker waits for its turn asleep, so only one engine
   runs at a time. A worker paces its block from when its turn began (its first event due then,
@@ -30,7 +32,7 @@ child's work on the other CPU does not slow the ticks it overlaps: docs/PERFORMA
 morning of 2026-12-05"). Every turn starts with caches the other engine used: each block's first
 decisions are slower in every arm alike.
 
-    .venv/bin/python benchmarks/bench_store_turns.py --engine-cpu 0 --spin --parts
+    .venv/bin/python benchmarks/bench_store_turns.py --engine-cpu 0 --spin --parts --twin
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ from quantdesk.store.writer_process import ProcessStoreWriter
 
 BOOTSTRAP = 2_000
 TARGET = 1.10
+# `--twin`: a second arm without a writer, built and fed as `off` is. Its ratio to `off` is what
+# two processes doing the same work differ by (heap layout, caches, when each got the CPU):
+# a writer's ratio means something only beyond that.
+TWIN = "twin"
 
 
 def _worker(
@@ -194,7 +200,7 @@ def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[
 
 
 def summarize(raw: dict[str, dict[str, Any]], paced: bool) -> dict[str, Any]:
-    """Each arm against off (engine time; paced, from due too), and its after-pump split."""
+    """Each arm against off (engine time; paced, from due too), and (a writer's) its after-pump split."""
     ends = raw["off"]["blocks"]
     skip = max(1, len(ends) // 10)
     summary: dict[str, Any] = {
@@ -213,6 +219,9 @@ def summarize(raw: dict[str, dict[str, Any]], paced: bool) -> dict[str, Any]:
             arm["from_due"] = compare(
                 _per_block(figures["arrivals"], ends, skip), _per_block(raw["off"]["arrivals"], ends, skip)
             )
+        summary[kind] = arm
+        if kind == TWIN:
+            continue
         first = ends[skip - 1]
         arm["after_pump"] = {
             key: round(value, 3)
@@ -220,16 +229,18 @@ def summarize(raw: dict[str, dict[str, Any]], paced: bool) -> dict[str, Any]:
                 figures["samples"][first:], figures["after_pump"][first:]
             ).items()
         }
-        summary[kind] = arm
     return summary
 
 
 def _lines(label: str, summary: dict[str, Any]) -> list[str]:
     lines = [f"  {label}: {summary['decisions']:,} decisions per arm in {summary['blocks']} blocks"]
-    for kind in ("process", "capture"):
+    for kind, who in (
+        ("process", "writer process"),
+        ("capture", "the capture alone"),
+        (TWIN, "a twin of off"),
+    ):
         if kind not in summary:
             continue
-        who = "writer process" if kind == "process" else "the capture alone"
         for what, figures in (("engine time", summary[kind]), ("from due", summary[kind].get("from_due"))):
             if figures is None:
                 continue
@@ -240,6 +251,8 @@ def _lines(label: str, summary: dict[str, Any]) -> list[str]:
                 interval = f"95% x{low}-{high}, {f['verdict']}"
                 cells.append(f"{name} {f['off_us']} -> {f['on_us']} us (x{f['ratio']}, {interval})")
             lines.append(f"    {who}, {what}: " + "; ".join(cells))
+        if kind == TWIN:
+            continue
         split = summary[kind]["after_pump"]
         lines.append(
             f"      decisions right after a pump: {split['share']:.1%}, p50 x{split['p50_ratio']} "
@@ -264,6 +277,9 @@ def main() -> None:
     parser.add_argument("--engine-cpu", type=int, help="the workers' CPU; everything else on the others")
     parser.add_argument("--spin", action="store_true", help="with --engine-cpu: poll until due, no sleep")
     parser.add_argument("--parts", action="store_true", help="also the capture alone")
+    parser.add_argument(
+        "--twin", action="store_true", help="also a second arm without a writer: the method's own spread"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.spin and args.engine_cpu is None:
@@ -280,7 +296,7 @@ def main() -> None:
     pg_url = (
         os.environ.get("QUANTDESK_TEST_PG_URL", bench.PG_DEFAULT_URL) if args.only == "postgresql" else None
     )
-    kinds = ["off", "process"] + (["capture"] if args.parts else [])
+    kinds = ["off", "process"] + (["capture"] if args.parts else []) + ([TWIN] if args.twin else [])
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -297,7 +313,9 @@ def main() -> None:
         sys.exit(f"{args.only}: not available")
     try:
         for label, rate in ((f"at {args.rate:,} events/s", args.rate), ("unpaced", 0)):
-            urls: dict[str, str | None] = {kind: backends.fresh(args.only) for kind in kinds if kind != "off"}
+            urls: dict[str, str | None] = {
+                kind: backends.fresh(args.only) for kind in kinds if kind not in ("off", TWIN)
+            }
             pace_ns = bench.SECOND // rate if rate else 0
             print(f"{args.only}, {label}:", file=sys.stderr, flush=True)
             bars = args.bars if rate else args.unpaced_bars

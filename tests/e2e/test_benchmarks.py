@@ -94,6 +94,7 @@ def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_pa
         "--rate",
         "4000",
         "--parts",
+        "--twin",
         "--json",
         str(out),
     ]
@@ -107,17 +108,20 @@ def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_pa
         summary = report[run]
         assert summary["blocks"] == 18  # 20 blocks, the first tenth left out
         assert summary["decisions"] > 0
-        for arm in ("process", "capture"):
+        for arm in ("process", "capture", "twin"):
             for quantile in ("p50", "p99"):
                 figures = summary[arm][quantile]
                 low, high = figures["interval"]
                 assert figures["off_us"] > 0 and figures["on_us"] > 0
                 assert 0 < low <= high
                 assert figures["verdict"] in ("within", "over", "undecided")
+        for arm in ("process", "capture"):
             assert 0 <= summary[arm]["after_pump"]["share"] < 1
+        assert "after_pump" not in summary["twin"]  # no writer, never pumped
     assert "from_due" in report["paced"]["process"]
     assert "from_due" not in report["unpaced"]["process"]
     assert "the capture alone, engine time" in done.stdout
+    assert "a twin of off, from due" in done.stdout
     assert "95% x" in done.stdout
 
 
