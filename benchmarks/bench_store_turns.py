@@ -22,6 +22,10 @@ tell x1.05 from x1.15. Here:
   reaches every arm within the same few blocks.
 - The precision of each ratio: a block bootstrap, paired (the same blocks drawn for every arm),
   gives its 95% interval. A cell is within the target when the whole interval is below x1.10.
+- Two processes doing the same work differ by up to ~3% (heap layout, caches; not the hash
+  seed: docs/PERFORMANCE.md, "Late morning of 2026-12-05"), which blocks alone cannot show.
+  `--twin` shows it; `--replicas N` runs N processes per arm, and each bootstrap draw then also
+  draws each arm's processes (with replacement), so the interval holds it.
 
 With `--engine-cpu N` the workers run on CPU N, and the writer process, this coordinating
 process and the database (if you pin it) on the others; `--spin` as in `bench_store.py`.
@@ -114,7 +118,7 @@ def _worker(
 
 
 def run_turns(
-    kinds: list[str],
+    names: list[str],
     urls: dict[str, str | None],
     n_bars: int,
     block: int,
@@ -123,34 +127,36 @@ def run_turns(
     helpers: frozenset[int] | None,
     spin: bool,
 ) -> dict[str, dict[str, Any]]:
-    """Every arm's samples, cut per block, after all blocks went to every arm in rotating order;
-    the workers on `engine_cpu`, their writer processes on `helpers`."""
+    """Every worker's samples, cut per block, after all blocks went to every worker in rotating
+    order; the workers on `engine_cpu`, their writer processes on `helpers`. A worker's name is
+    its arm's kind, and `.2`, `.3`... for the arm's further processes (`--replicas`)."""
     spawn = multiprocessing.get_context("spawn")
     links: dict[str, Connection] = {}
     workers = []
-    for kind in kinds:
+    for name in names:
         here, there = spawn.Pipe()
         process = spawn.Process(
-            target=_worker, args=(there, kind, urls.get(kind), n_bars, pace_ns, engine_cpu, helpers, spin)
+            target=_worker,
+            args=(there, arm_of(name), urls.get(name), n_bars, pace_ns, engine_cpu, helpers, spin),
         )
         process.start()
-        links[kind] = here
+        links[name] = here
         workers.append(process)
     try:
-        for kind in kinds:
-            _answer(links, kind)
+        for name in names:
+            _answer(links, name)
         starts = list(range(0, n_bars, block))
         for k, low in enumerate(starts):
-            order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]
-            for kind in order:
-                links[kind].send((low, min(n_bars, low + block)))
-                _answer(links, kind)
+            order = names[k % len(names) :] + names[: k % len(names)]
+            for name in order:
+                links[name].send((low, min(n_bars, low + block)))
+                _answer(links, name)
             if k % max(1, len(starts) // 10) == 0:
                 print(f"    block {k + 1} of {len(starts)}", file=sys.stderr, flush=True)
         results = {}
-        for kind in kinds:
-            links[kind].send(None)
-            results[kind] = _answer(links, kind)
+        for name in names:
+            links[name].send(None)
+            results[name] = _answer(links, name)
     finally:
         for link in links.values():
             link.close()  # a worker still waiting for a turn (another failed) ends on it
@@ -161,11 +167,21 @@ def run_turns(
     return results
 
 
-def _answer(links: dict[str, Connection], kind: str) -> Any:
+def _answer(links: dict[str, Connection], name: str) -> Any:
     try:
-        return links[kind].recv()
+        return links[name].recv()
     except EOFError:
-        raise RuntimeError(f"the {kind} worker failed (its traceback is above)") from None
+        raise RuntimeError(f"the {name} worker failed (its traceback is above)") from None
+
+
+def arm_of(name: str) -> str:
+    """The arm a worker belongs to: `process.2` is the process arm's second worker."""
+    return name.split(".")[0]
+
+
+def worker_names(kinds: list[str], replicas: int) -> list[str]:
+    """Each arm's workers, the first named as the arm, interleaved so that turns alternate arms."""
+    return [kind if r == 1 else f"{kind}.{r}" for r in range(1, replicas + 1) for kind in kinds]
 
 
 def _per_block(values: list[int], ends: list[int], skip: int) -> list[np.ndarray]:
@@ -174,18 +190,27 @@ def _per_block(values: list[int], ends: list[int], skip: int) -> list[np.ndarray
     return np.split(array, ends[:-1])[skip:]
 
 
-def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[str, Any]:
-    """p50 and p99 of the pooled blocks, on against off, each ratio with its 95% interval from a
-    paired block bootstrap (the same blocks drawn for both arms) and its verdict against the
-    target: within (the whole interval below it), over (all of it at or above), or undecided."""
+def compare(on: list[list[np.ndarray]], off: list[list[np.ndarray]], seed: int = 7) -> dict[str, Any]:
+    """p50 and p99 of the pooled blocks of an arm's workers (`on`: per worker, its blocks),
+    against off's, each ratio with its 95% interval and its verdict against the target: within
+    (the whole interval below it), over (all of it at or above), or undecided.
+
+    The interval is a bootstrap: each draw takes blocks (the same for both arms: they ran side
+    by side) and, where an arm has several workers, as many of its workers with replacement
+    (apart for each arm: two processes share nothing but the machine), so that it holds what
+    one process differs from another by as well as the blocks' own spread."""
     rng = np.random.default_rng(seed)
     quantiles = (50, 99)
-    pooled_on = np.percentile(np.concatenate(on), quantiles)
-    pooled_off = np.percentile(np.concatenate(off), quantiles)
+    blocks = len(on[0])
+    pooled_on = np.percentile(np.concatenate([b for worker in on for b in worker]), quantiles)
+    pooled_off = np.percentile(np.concatenate([b for worker in off for b in worker]), quantiles)
     ratios = np.empty((BOOTSTRAP, len(quantiles)))
-    for n, draw in enumerate(rng.integers(0, len(on), size=(BOOTSTRAP, len(on)))):
-        drawn_on = np.percentile(np.concatenate([on[i] for i in draw]), quantiles)
-        ratios[n] = drawn_on / np.percentile(np.concatenate([off[i] for i in draw]), quantiles)
+    for n, draw in enumerate(rng.integers(0, blocks, size=(BOOTSTRAP, blocks))):
+        workers_on = rng.integers(0, len(on), size=len(on)) if len(on) > 1 else (0,)
+        workers_off = rng.integers(0, len(off), size=len(off)) if len(off) > 1 else (0,)
+        drawn_on = np.percentile(np.concatenate([on[w][i] for w in workers_on for i in draw]), quantiles)
+        drawn_off = np.percentile(np.concatenate([off[w][i] for w in workers_off for i in draw]), quantiles)
+        ratios[n] = drawn_on / drawn_off
     result: dict[str, Any] = {}
     for k, name in enumerate(("p50", "p99")):
         low, high = np.percentile(ratios[:, k], [2.5, 97.5])
@@ -200,40 +225,46 @@ def compare(on: list[np.ndarray], off: list[np.ndarray], seed: int = 7) -> dict[
 
 
 def summarize(raw: dict[str, dict[str, Any]], paced: bool) -> dict[str, Any]:
-    """Each arm against off (engine time; paced, from due too), and (a writer's) its after-pump split."""
+    """Each arm against off (engine time; paced, from due too), and (a writer's) its after-pump
+    split; `raw` by worker name (`worker_names`)."""
     ends = raw["off"]["blocks"]
     skip = max(1, len(ends) // 10)
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for name, figures in raw.items():
+        if figures["blocks"] != ends:
+            raise RuntimeError(f"the {name} arm decided differently from the off arm")
+        arms.setdefault(arm_of(name), []).append(figures)
     summary: dict[str, Any] = {
         "decisions": sum(len(b) for b in _per_block(raw["off"]["samples"], ends, skip)),
         "blocks": len(ends) - skip,
+        "workers_per_arm": len(arms["off"]),
     }
-    for kind, figures in raw.items():
-        if figures["blocks"] != ends:
-            raise RuntimeError(f"the {kind} arm decided differently from the off arm")
+
+    def blocks(workers: list[dict[str, Any]], what: str) -> list[list[np.ndarray]]:
+        return [_per_block(figures[what], ends, skip) for figures in workers]
+
+    for kind, workers in arms.items():
         if kind == "off":
             continue
-        arm = compare(
-            _per_block(figures["samples"], ends, skip), _per_block(raw["off"]["samples"], ends, skip)
-        )
+        arm = compare(blocks(workers, "samples"), blocks(arms["off"], "samples"))
         if paced:
-            arm["from_due"] = compare(
-                _per_block(figures["arrivals"], ends, skip), _per_block(raw["off"]["arrivals"], ends, skip)
-            )
+            arm["from_due"] = compare(blocks(workers, "arrivals"), blocks(arms["off"], "arrivals"))
         summary[kind] = arm
         if kind == TWIN:
             continue
         first = ends[skip - 1]
-        arm["after_pump"] = {
-            key: round(value, 3)
-            for key, value in bench.after_pump_split(
-                figures["samples"][first:], figures["after_pump"][first:]
-            ).items()
-        }
+        split = bench.after_pump_split(
+            [x for figures in workers for x in figures["samples"][first:]],
+            [x for figures in workers for x in figures["after_pump"][first:]],
+        )
+        arm["after_pump"] = {key: round(value, 3) for key, value in split.items()}
     return summary
 
 
 def _lines(label: str, summary: dict[str, Any]) -> list[str]:
-    lines = [f"  {label}: {summary['decisions']:,} decisions per arm in {summary['blocks']} blocks"]
+    workers = summary["workers_per_arm"]
+    each = f", {workers} processes per arm" if workers > 1 else ""
+    lines = [f"  {label}: {summary['decisions']:,} decisions per process in {summary['blocks']} blocks{each}"]
     for kind, who in (
         ("process", "writer process"),
         ("capture", "the capture alone"),
@@ -280,8 +311,16 @@ def main() -> None:
     parser.add_argument(
         "--twin", action="store_true", help="also a second arm without a writer: the method's own spread"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="processes per arm: the intervals then hold what one process differs from another by",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
     if args.spin and args.engine_cpu is None:
         parser.error("--spin needs --engine-cpu: a thread that never sleeps must have a CPU to itself")
     if args.block < 1 or min(args.bars, args.unpaced_bars) < 20 * args.block:
@@ -306,6 +345,7 @@ def main() -> None:
         "block": args.block,
         "bars": args.bars,
         "unpaced_bars": args.unpaced_bars,
+        "replicas": args.replicas,
     }
     backends = bench.Backends(pg_url)
     if args.only not in backends.names:
@@ -313,13 +353,14 @@ def main() -> None:
         sys.exit(f"{args.only}: not available")
     try:
         for label, rate in ((f"at {args.rate:,} events/s", args.rate), ("unpaced", 0)):
+            names = worker_names(kinds, args.replicas)
             urls: dict[str, str | None] = {
-                kind: backends.fresh(args.only) for kind in kinds if kind not in ("off", TWIN)
+                name: backends.fresh(args.only) for name in names if arm_of(name) not in ("off", TWIN)
             }
             pace_ns = bench.SECOND // rate if rate else 0
             print(f"{args.only}, {label}:", file=sys.stderr, flush=True)
             bars = args.bars if rate else args.unpaced_bars
-            raw = run_turns(kinds, urls, bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
+            raw = run_turns(names, urls, bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
             summary = summarize(raw, paced=bool(rate))
             report["paced" if rate else "unpaced"] = summary
             print("\n".join(_lines(f"{args.only}, tick-to-decision {label}", summary)), flush=True)

@@ -95,6 +95,8 @@ def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_pa
         "4000",
         "--parts",
         "--twin",
+        "--replicas",
+        "2",
         "--json",
         str(out),
     ]
@@ -107,6 +109,7 @@ def test_bench_store_turns_reports_each_arm_against_off_with_its_interval(tmp_pa
     for run in ("paced", "unpaced"):
         summary = report[run]
         assert summary["blocks"] == 18  # 20 blocks, the first tenth left out
+        assert summary["workers_per_arm"] == 2
         assert summary["decisions"] > 0
         for arm in ("process", "capture", "twin"):
             for quantile in ("p50", "p99"):
@@ -133,14 +136,52 @@ def test_turns_compare_gives_the_ratio_of_the_pooled_blocks_and_its_interval(
     rng = np.random.default_rng(1)
     off = [rng.uniform(10.0, 30.0, size=50) for _ in range(30)]
 
-    same = turns.compare(off, off)
-    doubled = turns.compare([block * 2 for block in off], off)
+    same = turns.compare([off], [off])
+    doubled = turns.compare([[block * 2 for block in off]], [off])
 
     assert same["p50"]["ratio"] == 1.0 and same["p50"]["interval"] == [1.0, 1.0]
     assert same["p50"]["verdict"] == "within" and doubled["p99"]["verdict"] == "over"
     # Every draw pairs each block with itself, so twice as slow is x2 in every draw.
     assert doubled["p50"]["ratio"] == 2.0 and doubled["p99"]["interval"] == [2.0, 2.0]
     assert doubled["p50"]["on_us"] == pytest.approx(2 * doubled["p50"]["off_us"], abs=0.2)
+
+
+def test_turns_intervals_hold_the_spread_between_an_arms_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one process per arm the interval sees only the blocks; with two that differ by 6%,
+    it spans them, as a second run of one process each could have landed on either."""
+    monkeypatch.syspath_prepend(str(BENCH_TURNS.parent))
+    turns = _load(BENCH_TURNS)
+    rng = np.random.default_rng(2)
+    off = [rng.uniform(10.0, 30.0, size=50) for _ in range(30)]
+
+    one = turns.compare([[block * 1.03 for block in off]], [off])
+    two = turns.compare([[block * 1.03 for block in off], [block * 1.09 for block in off]], [off, off])
+
+    assert one["p50"]["interval"] == [1.03, 1.03]
+    assert two["p50"]["ratio"] == pytest.approx(1.06, abs=0.01)
+    low, high = two["p50"]["interval"]
+    assert low == pytest.approx(1.03, abs=0.005) and high == pytest.approx(1.09, abs=0.005)
+    assert two["p50"]["verdict"] == "within" and one["p50"]["verdict"] == "within"
+    wide = turns.compare([[block * 1.05 for block in off], [block * 1.15 for block in off]], [off, off])
+    assert wide["p50"]["verdict"] == "undecided"  # one process alone would have said within, or over
+
+
+def test_turns_name_an_arms_further_processes_and_pool_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_TURNS.parent))
+    turns = _load(BENCH_TURNS)
+    names = turns.worker_names(["off", "process"], 2)
+    assert names == ["off", "process", "off.2", "process.2"]
+    assert [turns.arm_of(name) for name in names] == ["off", "process", "off", "process"]
+    worker = {
+        "samples": list(range(1, 41)),
+        "arrivals": [],
+        "after_pump": [False] * 40,
+        "blocks": list(range(2, 42, 2)),
+    }
+    summary = turns.summarize({name: worker for name in names}, paced=False)
+    assert summary["workers_per_arm"] == 2
+    assert summary["process"]["p50"]["ratio"] == 1.0
+    assert summary["process"]["after_pump"]["share"] == 0
 
 
 def test_turns_refuse_arms_that_decided_differently(monkeypatch: pytest.MonkeyPatch) -> None:
