@@ -96,8 +96,9 @@ class Capture:
 
     The handlers do the least they can: each event, or an order's copy, goes in as it is. Which
     sighting of an order is its first, and whose order it is (strategy, plan), is worked out by
-    `drain`, off the tick: asked in each handler, it cost ~0.7 us of a 32 us tick (set and map
-    lookups, a tuple), a third of the capture's cost, for an answer nobody needs before writing.
+    `drain`, off the tick: asked in each handler, it cost ~0.9 us of a 32 us tick (set and map
+    lookups, a tuple; docs/PERFORMANCE.md, "Late morning of 2026-12-05"), two fifths of the
+    capture's cost, for an answer nobody needs before writing.
 
     `on_full` is called once when the buffer (plus `elsewhere`: what a writer process holds)
     reaches `max_buffer`, checked on every decision, order, fill and refusal (a signal goes
