@@ -6,11 +6,11 @@ more within seconds (2026-12-05, an Intel Xeon under KVM: the same pure-Python l
 ms in twelve runs back to back), its pairs spread from x0.4 to x2.7 and a median of nine cannot
 tell x1.05 from x1.15. Here:
 
-- One worker process per arm, each with an engine of its own, built the same and fed the same
-  bars: **off** (no writer), **process** (the node's default writer, a process of its own) and,
-  with `--parts`, **capture** (its handlers alone, records drained as they would be shipped)
-  and, with `--twin`, **twin** (a second engine without a writer: what two processes doing the
-  same work differ by, the spread the writer's ratios are to be read against).
+- One worker process per arm (`--replicas N`: N), each with an engine of its own, built the
+  same and fed the same bars: **off** (no writer), **process** (the node's default writer, a
+  process of its own), with `--parts` **capture** (its handlers alone, records drained as they
+  would be shipped) and, with `--twin`, **twin** (a second engine without a writer: what two
+  processes doing the same work differ by, the spread the writer's ratios are read against).
 - The bars are cut into blocks of `--block`. Block k goes to every worker in turn, the order
   rotating from one block to the next; a worker waits for its turn asleep, so only one engine
   runs at a time. A worker paces its block from when its turn began (its first event due then,
