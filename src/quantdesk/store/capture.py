@@ -165,29 +165,31 @@ class Capture:
         whoever prunes them must do so only after the store has drained the order.
         """
         popleft = self.buffer.popleft
-        seen = self.seen_orders
         out: list[Entry] = []
         for _ in range(min(count, len(self.buffer))):
             entry = popleft()
             kind = type(entry)
             if kind is Order:
-                client_order_id = entry.client_order_id
-                if client_order_id not in seen:
-                    seen.add(client_order_id)
-                    strategy, plan_id = self.identity(client_order_id)
-                    entry = (ORDER, entry, strategy, plan_id)
+                entry = self._sighted(entry)
             elif kind is tuple:
                 if entry[0] == ORDER:  # a first sighting already (the outbox, a record put back)
-                    seen.add(entry[1].client_order_id)
+                    self.seen_orders.add(entry[1].client_order_id)
                 elif entry[0] == FILL and len(entry) == 3:
-                    order = entry[2]
-                    if order.client_order_id not in seen:
-                        seen.add(order.client_order_id)
-                        strategy, plan_id = self.identity(order.client_order_id)
-                        out.append((ORDER, order, strategy, plan_id))
+                    order = self._sighted(entry[2])
+                    if order is not entry[2]:  # its first sighting: the order goes in before its fill
+                        out.append(order)
                     entry = entry[1]
             out.append(entry)
         return out
+
+    def _sighted(self, order: Order) -> Entry:
+        """`order` as it is to be written: bare if seen before, else with its identity."""
+        client_order_id = order.client_order_id
+        if client_order_id in self.seen_orders:
+            return order
+        self.seen_orders.add(client_order_id)
+        strategy, plan_id = self.identity(client_order_id)
+        return (ORDER, order, strategy, plan_id)
 
     def identity(self, client_order_id: str) -> tuple[str, str]:
         """The strategy and plan id of an order."""
