@@ -220,7 +220,7 @@ def burnin_check(
             f"{len(full)} of {len(report.oco)} groups",
             f">= {MIN_FULL_OCO_LIFECYCLES}",
             len(full) >= MIN_FULL_OCO_LIFECYCLES,
-            _listed(g.group for g in full),
+            _listed(g.label for g in full),
         ),
         CriterionResult(
             Criterion.FLATTEN_WITHIN_2S,

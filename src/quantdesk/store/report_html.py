@@ -88,7 +88,7 @@ def _summary_lines(report: DailyReport) -> list[tuple[str, str]]:
 
 def _oco_row(group: OcoLifecycle) -> list[str]:
     return [
-        group.group[:16],
+        group.label,
         group.strategy,
         group.symbol,
         group.side,

@@ -109,6 +109,12 @@ class OcoLifecycle:
         return self.entry_filled_qty > 0
 
     @property
+    def label(self) -> str:
+        """The group as reports show it: its plan id's first 16 characters (what Kite's client
+        ids keep of it)."""
+        return self.group[:16]
+
+    @property
     def exited(self) -> bool:
         """The entry filled, the position is back to zero and the entry no longer works."""
         return self.entry_filled and self.flat and not self.entry_open

@@ -42,6 +42,7 @@ from quantdesk.store.burnin import (
     burnin_check,
     burnin_check_command,
 )
+from quantdesk.store.reports import daily_report
 from quantdesk.venues.base import VenueCapabilities
 
 DAY = date(2024, 1, 2)
@@ -406,6 +407,19 @@ def test_paper_day_passes_every_criterion(sessions: sessionmaker[Session]) -> No
         (Criterion.NO_ORPHAN_OCO_SIBLING, "0 of 2 exited groups"),
         (Criterion.COMPLETE_CHAIN, "6 of 6 fills chained"),
     ]
+
+
+def test_full_lifecycles_are_named_as_the_daily_report_names_them(sessions: sessionmaker[Session]) -> None:
+    day = paper_day()
+    day.save(sessions)
+    (a_plan,) = (d.plan_id for d in day.decisions if d.signal.symbol == "RELIANCE" and d.qty == 40)
+
+    result = burnin_check(sessions, DAY, TZ)
+
+    # A's group by its first 16 characters, as the daily report's OCO table shows it, not the
+    # whole 52-character plan id: the detail of a passing day must stay readable in a terminal.
+    assert result.result(Criterion.FULL_OCO_LIFECYCLE).detail == a_plan[:16]
+    assert a_plan[:16] in [group.label for group in daily_report(sessions, DAY, TZ).oco]
 
 
 def test_day_is_local_to_the_time_zone(sessions: sessionmaker[Session]) -> None:
