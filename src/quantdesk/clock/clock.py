@@ -175,6 +175,12 @@ class PacedClock(LiveClock):
         self._origin = time.perf_counter_ns()
         self._running = True
 
+    def hold(self) -> None:
+        """Stop at the current reading until `restart`: a replay with no bars left has no market
+        time to give, and a clock that ran on would make days no data ever reached."""
+        self.start_ns = self.now_ns()
+        self._running = False
+
     def seconds_until(self, ts: int) -> float:
         """Real seconds until this clock reads `ts` (zero or less: already there)."""
         return (ts - self.now_ns()) / self.speed / NANOS_PER_SECOND

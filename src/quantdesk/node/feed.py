@@ -35,6 +35,9 @@ ClosedHours = Callable[[int, int], tuple[int, int] | None]
 """Given the last bar's time and the next one's: (the close, when to resume) if the market closed
 in between, else None (`closed_hours_on` builds one from an exchange calendar)."""
 
+SessionClose = Callable[[int], int | None]
+"""The close of the session an instant falls in, else None (`session_close_on` builds one)."""
+
 log = structlog.get_logger(__name__)
 
 
@@ -71,6 +74,7 @@ class ReplayFeed:
         behind_limit_s: float | None = None,
         on_behind: Callable[[str], None] | None = None,
         skip_closed: ClosedHours | None = None,
+        session_close: SessionClose | None = None,
     ) -> None:
         """`after_ts`: skip bars at or before it (a restarted node resumes where its venue stopped).
 
@@ -83,6 +87,9 @@ class ReplayFeed:
         instead of sleeping through them at the replay's speed. The clock still runs to the
         close, so everything due before it happens as live; alarms set inside the closed hours
         fire at the resume, in order, as on a node that was asleep.
+
+        `session_close`: the close of the session an instant falls in (None outside sessions),
+        where `hold_at_close` stops the clock once the bars have run out.
         """
         self._engine = engine
         self._venue = venue
@@ -103,6 +110,7 @@ class ReplayFeed:
         self._on_behind = on_behind
         self._warned = False
         self._skip_closed = skip_closed
+        self._session_close = session_close
         self.skipped_s = 0.0
 
     @property
@@ -140,6 +148,26 @@ class ReplayFeed:
                 return
             self._deliver(ts, bars)
         self.state = "finished"
+
+    async def hold_at_close(self, stop: asyncio.Event) -> None:
+        """After the last bar: run the clock on to its session's close (the last bar itself when it
+        lies outside a session, or without `session_close`), fire what is due there, and hold the
+        clock. The day ends as live, with its end-of-day work; the nights and sessions after it,
+        which no bar reaches, never start: a clock left running made a day of nothing at `speed`
+        after another, each with its own end-of-day flatten."""
+        end = self.last_ts
+        if end is not None and self._session_close is not None:
+            close = self._session_close(end)
+            end = end if close is None else close
+        if end is not None:
+            delay = self._clock.seconds_until(end)
+            if delay > 0:
+                await sleep_unless(stop, delay)
+            if stop.is_set():
+                return
+        self._clock.fire_due()
+        self._clock.hold()
+        log.info("replay_clock_held", at=iso_utc(self._clock.now_ns()))
 
     async def _skip(self, stop: asyncio.Event, close_ts: int, resume_ts: int) -> None:
         """Run the clock to the close, fire what is due there, then restart it at `resume_ts`."""
@@ -241,6 +269,16 @@ def closed_hours_on(calendar: MarketCalendar) -> ClosedHours:
         return (close, resume) if resume > close else None
 
     return closed
+
+
+def session_close_on(calendar: MarketCalendar) -> SessionClose:
+    """The `session_close` of a feed on `calendar`'s sessions."""
+
+    def close(ts: int) -> int | None:
+        day = calendar.session_of(ts)
+        return None if day is None else calendar.close_time(day)
+
+    return close
 
 
 def iso_utc(ts_ns: int) -> str:

@@ -34,7 +34,7 @@ from quantdesk.execution.throttle import ALPACA_LIMITS, KITE_LIMITS, Throttler
 from quantdesk.execution.tracker import OrderTracker
 from quantdesk.model import Instrument, OrderType, Tick
 from quantdesk.node.config import NodeConfig
-from quantdesk.node.feed import ReplayFeed, closed_hours_on, iso_utc, sleep_unless
+from quantdesk.node.feed import ReplayFeed, closed_hours_on, iso_utc, session_close_on, sleep_unless
 from quantdesk.risk.config import RiskConfig, SizingConfig
 from quantdesk.risk.messages import Mode
 from quantdesk.service import EngineControl, create_app, resolve_token
@@ -271,6 +271,7 @@ def build(config: NodeConfig) -> NodeParts:
         behind_limit_s=trading.risk.max_data_age_seconds,
         on_behind=lambda message: alerter.callback()("replay_behind_clock", message),
         skip_closed=closed_hours_on(calendar) if config.skip_closed else None,
+        session_close=session_close_on(calendar),
     )
     publisher = None
     if config.redis_url:
@@ -530,6 +531,8 @@ class PaperNode:
             log.info("replay_finished", bars=parts.feed.delivered)
             if self.config.exit_at_end:
                 self.request_stop()
+            else:
+                await parts.feed.hold_at_close(self._stop)
 
     async def _watch(self, parts: NodeParts) -> None:
         """Alarms between bars, lookups of orders whose outcome is unknown, and every

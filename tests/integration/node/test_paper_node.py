@@ -503,3 +503,35 @@ def test_skip_closed_jumps_the_night_after_the_close_has_run_as_live(tmp_path: P
     assert len(end_of_day) == 2
     assert calendar.session_bounds("2024-01-02")[0] < end_of_day[0] < close
     assert next_open < end_of_day[1] < calendar.close_time("2024-01-03")
+
+
+def test_a_node_left_running_after_its_replay_holds_its_clock_at_the_last_sessions_close(
+    tmp_path: Path,
+) -> None:
+    flattens: list[FlattenCompleted] = []
+    node = PaperNode(
+        settings(tmp_path, days=1, exit_at_end=False),
+        on_built=lambda parts: parts.engine.bus.subscribe(FlattenCompleted, flattens.append),
+    )
+    readings: list[int] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(node.run(handle_signals=False, configure_logs=False))
+        while node.parts is None or node.parts.feed.state != "finished":
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the last minute to the close is 3 ms at speed 20,000
+        readings.append(node.parts.clock.now_ns())
+        await asyncio.sleep(0.5)  # 10,000 market seconds, five periods of the watcher
+        readings.append(node.parts.clock.now_ns())
+        node.request_stop()
+        await task
+
+    with capture_logs() as logs:
+        asyncio.run(asyncio.wait_for(main(), timeout=60))
+    close = MarketCalendar("XNYS").close_time("2024-01-02")
+    held = readings[0]
+    assert readings[1] == held  # no market time past the data: no empty days after it
+    assert close <= held < close + 60 * 10**9  # it ran to the close (the sleep overshoots a little)
+    assert [e["at"] for e in logs if e["event"] == "replay_clock_held"] == [iso_utc(held)]
+    # The day ended as live, once: its end-of-day flatten, and none for a day with no bars.
+    assert len([f for f in flattens if f.reason == "end of day"]) == 1

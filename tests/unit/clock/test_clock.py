@@ -122,3 +122,17 @@ def test_a_paced_clock_built_stopped_waits_for_its_start_and_never_goes_back() -
     time.sleep(0.002)
     clock.restart(start)  # asked to go back: it goes on from where it is
     assert clock.now_ns() >= moved
+
+
+def test_a_held_paced_clock_stays_at_its_reading_until_restarted() -> None:
+    start = 1_704_205_800_000_000_000
+    clock = PacedClock(start, speed=1_000_000.0)
+    time.sleep(0.001)
+    clock.hold()
+    held = clock.now_ns()
+    assert held > start  # it ran before the hold, and keeps what it ran
+    time.sleep(0.002)  # 2,000 paced seconds
+    assert clock.now_ns() == held and clock.seconds_until(held + 1_000_000) > 0
+    clock.restart(start)  # asked to go back: it goes on from where it held
+    time.sleep(0.001)
+    assert clock.now_ns() > held
