@@ -51,6 +51,7 @@ class FeedStats:
     last_ts: int | None
     lag_s: float  # market seconds the last instant came after its time (a replay behind its clock)
     skipped_s: float  # market seconds of closed hours the clock jumped over (skip_closed)
+    held_at: int | None  # where the clock stopped once the bars ran out (`hold_at_close`)
 
 
 class ReplayFeed:
@@ -112,13 +113,16 @@ class ReplayFeed:
         self._skip_closed = skip_closed
         self._session_close = session_close
         self.skipped_s = 0.0
+        self.held_at: int | None = None
 
     @property
     def first_ts(self) -> int:
         return min(int(s.ts[0]) for s in self._series.values() if len(s))
 
     def stats(self) -> FeedStats:
-        return FeedStats(self.state, self.delivered, self.total, self.last_ts, self.lag_s, self.skipped_s)
+        return FeedStats(
+            self.state, self.delivered, self.total, self.last_ts, self.lag_s, self.skipped_s, self.held_at
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Replay every instant, sleeping until its time; return at the end or when `stop` is set."""
@@ -167,7 +171,8 @@ class ReplayFeed:
                 return
         self._clock.fire_due()
         self._clock.hold()
-        log.info("replay_clock_held", at=iso_utc(self._clock.now_ns()))
+        self.held_at = self._clock.now_ns()
+        log.info("replay_clock_held", at=iso_utc(self.held_at))
 
     async def _skip(self, stop: asyncio.Event, close_ts: int, resume_ts: int) -> None:
         """Run the clock to the close, fire what is due there, then restart it at `resume_ts`."""

@@ -343,6 +343,7 @@ def node_status(parts: NodeParts) -> dict[str, Any]:
             "speed": parts.clock.speed,
             "behind_s": round(feed.lag_s, 3),
             "skipped_closed_s": round(feed.skipped_s, 3),
+            "clock_held_at": None if feed.held_at is None else iso_utc(feed.held_at),
             "data": parts.data_label,
         },
         "alerts": asdict(alerts),

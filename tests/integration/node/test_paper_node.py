@@ -533,5 +533,6 @@ def test_a_node_left_running_after_its_replay_holds_its_clock_at_the_last_sessio
     assert readings[1] == held  # no market time past the data: no empty days after it
     assert close <= held < close + 60 * 10**9  # it ran to the close (the sleep overshoots a little)
     assert [e["at"] for e in logs if e["event"] == "replay_clock_held"] == [iso_utc(held)]
+    assert node.parts is not None and node_status(node.parts)["replay"]["clock_held_at"] == iso_utc(held)
     # The day ended as live, once: its end-of-day flatten, and none for a day with no bars.
     assert len([f for f in flattens if f.reason == "end of day"]) == 1
