@@ -163,30 +163,31 @@ class ReplayFeed:
         if end is not None and self._session_close is not None:
             close = self._session_close(end)
             end = end if close is None else close
-        if end is not None:
-            delay = self._clock.seconds_until(end)
-            if delay > 0:
-                await sleep_unless(stop, delay)
-            if stop.is_set():
-                return
-        self._clock.fire_due()
+        if not await self._run_to(stop, self._clock.now_ns() if end is None else end):
+            return
         self._clock.hold()
         self.held_at = self._clock.now_ns()
         log.info("replay_clock_held", at=iso_utc(self.held_at))
 
     async def _skip(self, stop: asyncio.Event, close_ts: int, resume_ts: int) -> None:
         """Run the clock to the close, fire what is due there, then restart it at `resume_ts`."""
-        delay = self._clock.seconds_until(close_ts)
-        if delay > 0:
-            await sleep_unless(stop, delay)
-        if stop.is_set():
+        if not await self._run_to(stop, close_ts):
             return
-        self._clock.fire_due()
         before = self._clock.now_ns()
         self._clock.restart(resume_ts)  # never back: a replay behind its clock stays where it is
         jumped = self._clock.now_ns() - before
         self.skipped_s += jumped / NANOS_PER_SECOND
         log.info("replay_skipped_closed_hours", close=iso_utc(close_ts), resume=iso_utc(resume_ts))
+
+    async def _run_to(self, stop: asyncio.Event, ts: int) -> bool:
+        """Sleep until the clock reads `ts` and fire what is due; False if stopped first."""
+        delay = self._clock.seconds_until(ts)
+        if delay > 0:
+            await sleep_unless(stop, delay)
+        if stop.is_set():
+            return False
+        self._clock.fire_due()
+        return True
 
     def _note_lag(self, lag_s: float) -> None:
         self.lag_s = lag_s
