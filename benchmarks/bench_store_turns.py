@@ -30,10 +30,14 @@ tell x1.05 from x1.15. Here:
 With `--engine-cpu N` the workers run on CPU N, and the writer process, this coordinating
 process and the database (if you pin it) on the others; `--spin` as in `bench_store.py`.
 
-What turns cannot hold: while one worker has its turn, another's writer process may still be
-writing what it was given (a node's writer does that beside its engine too; tagging showed the
-child's work on the other CPU does not slow the ticks it overlaps: docs/PERFORMANCE.md, "Early
-morning of 2026-12-05"). Every turn starts with caches the other engine used: each block's first
+A writer arm settles before it hands the CPU on: at the end of its turn it ships what it holds
+and waits until its writer process has written it (`flush`, outside the timed events). Without
+that (`--no-settle`, as T1-T28 ran), a writer's work could run on into the next arms' turns: its
+child still writing, and its shipper thread, which ships when nobody has pumped for a second,
+shipping on the engine's CPU while the other workers took theirs. That cost fell on the arms
+without a writer too and took it out of the ratio: SQLite, spinning, paced p50 x1.066 unsettled
+(T25) against x1.103 settled (S1), x1.095-1.10 in whole runs (docs/PERFORMANCE.md, "Afternoon
+of 2026-12-05"). Every turn still starts with caches other engines used: each block's first
 decisions are slower in every arm alike.
 
     .venv/bin/python benchmarks/bench_store_turns.py --engine-cpu 0 --spin --parts --twin
@@ -75,6 +79,7 @@ def _worker(
     engine_cpu: int | None,
     helpers: frozenset[int] | None,
     spin: bool,
+    settle: bool,
 ) -> None:
     """One arm: its engine, fed each block it is sent; at the end, its samples per block."""
     if engine_cpu is not None:
@@ -107,6 +112,8 @@ def _worker(
         low, high = turn
         feed.run(bars[low:high])
         blocks.append(len(feed.samples))
+        if settle and isinstance(writer, ProcessStoreWriter):
+            writer.flush()  # its work done in its own turn, not in the next arm's
         conn.send("done")
     if isinstance(writer, ProcessStoreWriter):
         writer.stop()
@@ -126,6 +133,7 @@ def run_turns(
     engine_cpu: int | None,
     helpers: frozenset[int] | None,
     spin: bool,
+    settle: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Every worker's samples, cut per block, after all blocks went to every worker in rotating
     order; the workers on `engine_cpu`, their writer processes on `helpers`. A worker's name is
@@ -137,7 +145,7 @@ def run_turns(
         here, there = spawn.Pipe()
         process = spawn.Process(
             target=_worker,
-            args=(there, arm_of(name), urls.get(name), n_bars, pace_ns, engine_cpu, helpers, spin),
+            args=(there, arm_of(name), urls.get(name), n_bars, pace_ns, engine_cpu, helpers, spin, settle),
         )
         process.start()
         links[name] = here
@@ -317,6 +325,12 @@ def main() -> None:
         default=1,
         help="processes per arm: the intervals then hold what one process differs from another by",
     )
+    parser.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a writer arm's work is done before the next arm's turn (--no-settle: as T1-T28 ran)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.replicas < 1:
@@ -346,6 +360,7 @@ def main() -> None:
         "bars": args.bars,
         "unpaced_bars": args.unpaced_bars,
         "replicas": args.replicas,
+        "settle": args.settle,
     }
     backends = bench.Backends(pg_url)
     if args.only not in backends.names:
@@ -360,7 +375,9 @@ def main() -> None:
             pace_ns = bench.SECOND // rate if rate else 0
             print(f"{args.only}, {label}:", file=sys.stderr, flush=True)
             bars = args.bars if rate else args.unpaced_bars
-            raw = run_turns(names, urls, bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin)
+            raw = run_turns(
+                names, urls, bars, args.block, pace_ns, args.engine_cpu, helpers, args.spin, args.settle
+            )
             summary = summarize(raw, paced=bool(rate))
             report["paced" if rate else "unpaced"] = summary
             print("\n".join(_lines(f"{args.only}, tick-to-decision {label}", summary)), flush=True)
