@@ -423,10 +423,23 @@ class Desk:
                     self.store.flush()
             engine.end_cycle()
         except Crashed:
-            self.engine = self.clock = self.reconciler = None
-            self.crashes += 1
+            self._gone()
             return False
         return True
+
+    def boot_or_die(self, *, recover: bool) -> bool:
+        """`boot`, for a node the venue's `crash_at` may kill while it starts (recovering): False,
+        and the node gone, if it was."""
+        try:
+            self.boot(recover=recover)
+        except Crashed:
+            self._gone()
+            return False
+        return True
+
+    def _gone(self) -> None:
+        self.engine = self.clock = self.reconciler = None
+        self.crashes += 1
 
     def feed_while_down(self, *bars: Bar) -> None:
         """The venue trades on while no node listens."""
@@ -439,8 +452,7 @@ class Desk:
     def crash(self) -> None:
         """Kill the running node between two bars (its unflushed records are lost)."""
         self.venue._dead = True
-        self.engine = self.clock = self.reconciler = None
-        self.crashes += 1
+        self._gone()
 
     # -- what tests compare ------------------------------------------------------------------
 

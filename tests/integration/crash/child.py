@@ -8,6 +8,9 @@ POINT is where the N-th occurrence kills the process (no clean-up of any kind):
   entry_fill  the venue filled an entry, the node not yet told (no children yet)
   child_fill  the venue filled a stop or target, the node not yet told (siblings still open)
   flatten     a flatten is under way: the N-th cancel of it has reached the venue
+  cancel      any cancel has reached the venue, the node not yet told
+  any         the N-th of all the above and of every other answer the venue gives (a cancel
+              confirmed, a rejection...): a kill anywhere the node and the venue talk
 Without POINT the node runs to the end of the data. Each run writes WORKDIR/after_start.json
 once recovered and started, and WORKDIR/final.json at the end, for the parent to compare.
 """
@@ -71,12 +74,13 @@ class CrashingExchange(PersistentExchange):
     flattening = False
     _counts: ClassVar[dict[str, int]] = {}
 
-    def _hit(self, point: str) -> None:
-        if point != self.point:
-            return
-        self._counts[point] = self._counts.get(point, 0) + 1
-        if self._counts[point] == self.nth:
-            die()
+    def _hit(self, *points: str) -> None:
+        for point in (*points, "any"):
+            if point != self.point:
+                continue
+            self._counts[point] = self._counts.get(point, 0) + 1
+            if self._counts[point] == self.nth:
+                die()
 
     def submit_order(self, order: Order) -> None:
         LEGS[order.client_order_id] = order.tag
@@ -85,8 +89,7 @@ class CrashingExchange(PersistentExchange):
 
     def cancel_order(self, client_order_id: str) -> None:
         super().cancel_order(client_order_id)
-        if self.flattening:
-            self._hit("flatten")
+        self._hit("cancel", *(("flatten",) if self.flattening else ()))
 
     def _answer(self, event: OrderEvent) -> None:
         name = type(event).__name__
@@ -94,6 +97,8 @@ class CrashingExchange(PersistentExchange):
             self._hit("sent")
         elif isinstance(event, OrderFilled):
             self._hit("entry_fill" if LEGS.get(event.client_order_id) == "ENTRY" else "child_fill")
+        else:
+            self._hit()
         super()._answer(event)
 
 

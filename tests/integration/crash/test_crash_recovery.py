@@ -54,19 +54,50 @@ def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_f
     if "fill" in point:
         assert report["missed_fills"]  # executions made while the node was dead, now booked
     assert report["position_mismatches"] == []
+    assert_consistent(tmp_path, start, final)
+
+
+# Killed again before the restart had finished recovering: at the first order it sends (the
+# children of an entry filled while it was down) or the first cancel (the sibling of a child
+# filled while it was down), then restarted once more.
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("entry_fill:2", "persisted:1"), ("child_fill:2", "cancel:1"), ("child_fill:14", "any:1")],
+)
+def test_a_node_killed_again_while_recovering_recovers_on_the_next_start(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    assert launch(tmp_path, first).returncode == -signal.SIGKILL
+    (tmp_path / "after_start.json").unlink()
+
+    crashed = launch(tmp_path, second)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    # It died recovering: it never got as far as trading.
+    assert not (tmp_path / "after_start.json").exists()
+
+    restarted = launch(tmp_path)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    start, final = read(tmp_path, "after_start.json"), read(tmp_path, "final.json")
+    assert start["recovery"] is not None and start["recovery"]["position_mismatches"] == []
+    assert_consistent(tmp_path, start, final)
+
+
+def assert_consistent(work: Path, start: dict[str, Any], final: dict[str, Any]) -> None:
+    """The promises of a recovery: the node and the venue agree when it starts and when it ends,
+    nothing was sent twice, nothing is left working, and every execution is in the store."""
     # Right after recovery the node and the venue agree on positions and open orders.
     assert numbers(start["engine_positions"]) == numbers(start["venue_positions"])
     # Every position is protected again, or being closed (its stop was never stored): none naked.
     assert start["naked"] == []
     assert start["engine_working"] == start["venue_open"]
-    # No client order id ever reached the venue twice, across the crash and the restart.
+    # No client order id ever reached the venue twice, across the crashes and the restarts.
     repeats = [cid for cid, n in Counter(final["submitted"]).items() if n > 1]
     assert repeats == []
     # The session ends flat on both sides with nothing left working: no orphan child.
     assert numbers(final["engine_positions"]) == numbers(final["venue_positions"]) == {}
     assert final["engine_working"] == final["venue_open"] == []
     # Every execution the venue made is in the store, once.
-    stored = stored_fills(tmp_path / "var" / "quantdesk.db")
+    stored = stored_fills(work / "var" / "quantdesk.db")
     venue_fills = {f[0]: (f[1], Decimal(f[2])) for f in final["fills"]}
     assert stored == venue_fills
 

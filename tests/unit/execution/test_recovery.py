@@ -454,6 +454,7 @@ _POINTS = st.sampled_from(
     lost=st.sampled_from([(), ("STOP",), ("STOP", "TP1", "TP2", "EXIT")]),
     policy=st.sampled_from(["cancel", "adopt"]),
     second=st.booleans(),
+    recovering=st.sampled_from([None, "persisted", "cancel"]),
 )
 def test_a_node_killed_at_any_step_recovers_with_nothing_lost_doubled_or_orphaned(
     point: tuple[str, tuple[str, ...]],
@@ -466,6 +467,7 @@ def test_a_node_killed_at_any_step_recovers_with_nothing_lost_doubled_or_orphane
     lost: tuple[str, ...],
     policy: str,
     second: bool,
+    recovering: str | None,
 ) -> None:
     desk = make_desk(
         MemoryStore(),
@@ -484,7 +486,16 @@ def test_a_node_killed_at_any_step_recovers_with_nothing_lost_doubled_or_orphane
         desk.crash()  # the point never came: die between two bars instead
     desk.feed_while_down(*(wave(j) for j in range(i, i + down_bars)))
     i += down_bars
-    desk.boot(recover=True)
+    if recovering is not None:  # killed again by the recovery's first order or cancel, if it makes one
+        desk.venue.crash_at = nth(recovering, 1)
+        recovered = desk.boot_or_die(recover=True)
+        desk.venue.crash_at = None
+        if not recovered:
+            desk.feed_while_down(wave(i))
+            i += 1
+            desk.boot(recover=True)
+    else:
+        desk.boot(recover=True)
     _assert_in_step(desk)
     _assert_protected(desk)
     if second:  # a second crash, right after recovery, before anything flushed
