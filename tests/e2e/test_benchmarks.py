@@ -1,4 +1,5 @@
-"""The store benchmarks run end to end on a small scale and report every arm they name."""
+"""The store benchmarks run end to end on a small scale and report every arm they name; the crash
+sweep runs one kill and checks it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_STORE = ROOT / "benchmarks" / "bench_store.py"
 BENCH_TURNS = ROOT / "benchmarks" / "bench_store_turns.py"
+CRASH_SWEEP = ROOT / "benchmarks" / "crash_sweep.py"
 
 
 def _bench_store(*args: str) -> subprocess.CompletedProcess[str]:
@@ -198,3 +200,17 @@ def test_turns_refuse_arms_that_decided_differently(monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(RuntimeError, match="the process arm decided differently"):
         turns.summarize({"off": arm, "process": other}, paced=False)
+
+
+def test_the_crash_sweep_kills_restarts_and_checks_a_run() -> None:
+    done = subprocess.run(
+        [sys.executable, str(CRASH_SWEEP), "--runs", "1", "--max-kills", "1", "--max-point", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # any:1..3 comes early in every session: the kill lands, and the restarted node is checked.
+    assert "run 1/1: any:" in done.stdout and "1 kill(s) landed, ok" in done.stdout
+    assert "1 of 1 runs consistent, 1 kills landed" in done.stdout
