@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-kills", type=int, default=3, help="kills per run, drawn from 1..this")
-    parser.add_argument("--max-point", type=int, default=400, help="N of any:N, drawn from 1..this")
+    parser.add_argument(
+        "--max-point", type=int, default=470, help="N of any:N, drawn from 1..this (a whole session: ~470)"
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.max_kills < 1 or args.max_point < 1:
         parser.error("--runs, --max-kills and --max-point must be at least 1")
