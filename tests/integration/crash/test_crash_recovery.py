@@ -31,6 +31,19 @@ def read(work: Path, name: str) -> dict[str, Any]:
     return json.loads((work / name).read_text())  # type: ignore[no-any-return]
 
 
+def kill_at(work: Path, point: str) -> None:
+    """Start the node and let `point` kill it (SIGKILL: no clean-up of any kind)."""
+    crashed = launch(work, point)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+
+
+def run_to_end(work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the node once more, to the end of the data: what it saw once recovered, and at the end."""
+    restarted = launch(work)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    return read(work, "after_start.json"), read(work, "final.json")
+
+
 @pytest.mark.parametrize(
     "point",
     ["persisted:3", "sent:4", "entry_fill:2", "child_fill:2", "child_fill:14", "flatten:1"],
@@ -38,13 +51,10 @@ def read(work: Path, name: str) -> dict[str, Any]:
 def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_fills(
     tmp_path: Path, point: str
 ) -> None:
-    crashed = launch(tmp_path, point)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    kill_at(tmp_path, point)
     assert not (tmp_path / "final.json").exists()
 
-    restarted = launch(tmp_path)
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
-    start, final = read(tmp_path, "after_start.json"), read(tmp_path, "final.json")
+    start, final = run_to_end(tmp_path)
 
     # Recovery had work to do: orders in doubt settled at the venue, fills it missed applied.
     report = start["recovery"]
@@ -67,17 +77,14 @@ def test_a_node_killed_at_any_step_recovers_without_duplicates_orphans_or_lost_f
 def test_a_node_killed_again_while_recovering_recovers_on_the_next_start(
     tmp_path: Path, first: str, second: str
 ) -> None:
-    assert launch(tmp_path, first).returncode == -signal.SIGKILL
+    kill_at(tmp_path, first)
     (tmp_path / "after_start.json").unlink()
 
-    crashed = launch(tmp_path, second)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    kill_at(tmp_path, second)
     # It died recovering: it never got as far as trading.
     assert not (tmp_path / "after_start.json").exists()
 
-    restarted = launch(tmp_path)
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
-    start, final = read(tmp_path, "after_start.json"), read(tmp_path, "final.json")
+    start, final = run_to_end(tmp_path)
     assert start["recovery"] is not None and start["recovery"]["position_mismatches"] == []
     assert_consistent(tmp_path, start, final)
 
