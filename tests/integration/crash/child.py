@@ -8,7 +8,7 @@ POINT is where the N-th occurrence kills the process (no clean-up of any kind):
   entry_fill  the venue filled an entry, the node not yet told (no children yet)
   child_fill  the venue filled a stop or target, the node not yet told (siblings still open)
   flatten     a flatten is under way: the N-th cancel of it has reached the venue
-  cancel      any cancel has reached the venue, the node not yet told
+  cancel      any cancel: done at the venue and answered, the node's call not yet returned
   any         the N-th of all the above and of every other answer the venue gives (a cancel
               confirmed, a rejection...): a kill anywhere the node and the venue talk
 Without POINT the node runs to the end of the data. Each run writes WORKDIR/after_start.json
