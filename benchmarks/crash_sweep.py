@@ -8,10 +8,11 @@ child.py), so a later kill often lands while the node is still recovering from t
 After the last kill the node runs to the end of the data, and the run is checked with the
 tests' own `assert_consistent`: the node and the venue agree once recovered and at the end, no
 client order id reached the venue twice, nothing is left working, and every execution the venue
-made is in the store once. Too slow for the suite (each start is a new process: ~4 s);
-`--runs 40` takes a few minutes.
+made is in the store once. With `--flatten`, every start of the node also flattens (as
+/flatten does) at the third entry fill it hears, so kills land in flattens too. Too slow for
+the suite (each start is a new process: ~4 s); `--runs 40` takes a few minutes.
 
-    python benchmarks/crash_sweep.py --runs 40 --seed 1
+    python benchmarks/crash_sweep.py --runs 40 --seed 1 [--flatten]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-kills", type=int, default=3, help="kills per run, drawn from 1..this")
+    parser.add_argument("--flatten", action="store_true", help="each start flattens at its third entry fill")
     parser.add_argument(
         "--max-point", type=int, default=470, help="N of any:N, drawn from 1..this (a whole session: ~470)"
     )
@@ -70,6 +72,8 @@ def main() -> None:
     for run in range(1, args.runs + 1):
         kills = [f"any:{rng.randint(1, args.max_point)}" for _ in range(rng.randint(1, args.max_kills))]
         work = Path(tempfile.mkdtemp(prefix="quantdesk-crash-"))
+        if args.flatten:
+            (work / "flatten").touch()
         started = time.monotonic()
         landed, problem = sweep_one(work, kills)
         landed_total += landed
@@ -86,7 +90,8 @@ def main() -> None:
             failed.append((kills, problem, work))
     print(
         f"{args.runs - len(failed)} of {args.runs} runs consistent, {landed_total} kills landed "
-        f"(seed {args.seed}, any:1..{args.max_point}, 1..{args.max_kills} kills a run)"
+        f"(seed {args.seed}, any:1..{args.max_point}, 1..{args.max_kills} kills a run"
+        f"{', flattening' if args.flatten else ''})"
     )
     sys.exit(1 if failed else 0)
 

@@ -202,15 +202,17 @@ def test_turns_refuse_arms_that_decided_differently(monkeypatch: pytest.MonkeyPa
         turns.summarize({"off": arm, "process": other}, paced=False)
 
 
-def test_the_crash_sweep_kills_restarts_and_checks_a_run() -> None:
+def test_the_crash_sweep_kills_restarts_and_checks_a_run_with_a_flatten() -> None:
+    one_kill = ["--runs", "1", "--max-kills", "1", "--max-point", "3", "--flatten"]
     done = subprocess.run(
-        [sys.executable, str(CRASH_SWEEP), "--runs", "1", "--max-kills", "1", "--max-point", "3"],
+        [sys.executable, str(CRASH_SWEEP), *one_kill],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    # any:1..3 comes early in every session: the kill lands, and the restarted node is checked.
+    # any:1..3 comes early in every session: the kill lands, and the restarted node, which
+    # flattens at its third entry fill, is checked.
     assert "run 1/1: any:" in done.stdout and "1 kill(s) landed, ok" in done.stdout
-    assert "1 of 1 runs consistent, 1 kills landed" in done.stdout
+    assert "1 of 1 runs consistent, 1 kills landed" in done.stdout and "flattening" in done.stdout

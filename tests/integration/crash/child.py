@@ -13,6 +13,8 @@ POINT is where the N-th occurrence kills the process (no clean-up of any kind):
               confirmed, a rejection...): a kill anywhere the node and the venue talk
 Without POINT the node runs to the end of the data. Each run writes WORKDIR/after_start.json
 once recovered and started, and WORKDIR/final.json at the end, for the parent to compare.
+With POINT `flatten`, or a file WORKDIR/flatten, the node flattens (as /flatten does) at the
+third entry fill it hears in each start.
 """
 
 from __future__ import annotations
@@ -148,13 +150,15 @@ def main() -> None:
         port=0,  # any free port: a fixed one collides with a node running beside the suite
     )
 
+    flattens = point == "flatten" or (work / "flatten").exists()
+
     def on_built(parts: NodeParts) -> None:
         engine = parts.engine
         entry_fills = [0]
 
         def on_fill(fill: Fill) -> None:
             order = engine.orders.orders.get(fill.client_order_id)
-            if order is not None and order.tag == "ENTRY" and point == "flatten":
+            if order is not None and order.tag == "ENTRY" and flattens:
                 entry_fills[0] += 1
                 if entry_fills[0] == 3:  # with positions and brackets working: flatten, as /flatten does
                     CrashingExchange.flattening = True
